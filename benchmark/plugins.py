@@ -1,0 +1,193 @@
+"""The plugin manager: built-in plugins plus entry points of group `dmlbench`, and the registry.
+
+Each plugin's hooks are called one by one so that a plugin that fails to import, raises in a
+hook, or returns a malformed or duplicate spec is reported by name while the others keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pluggy
+
+from benchmark import hookspecs
+from benchmark.errors import BenchError
+from benchmark.specs import TASKS, BackboneSpec, DatasetSpec, MethodSpec
+
+BUILTIN_PLUGINS = {"builtin": "benchmark.builtin"}
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+KINDS = {"datasets": DatasetSpec, "backbones": BackboneSpec, "methods": MethodSpec}
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or broken) plugin and what it registered."""
+
+    name: str
+    version: str
+    source: str
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registry:
+    """Every registered component by kind and name, and the plugin that registered each."""
+
+    manager: pluggy.PluginManager
+    plugins: list[PluginInfo] = field(default_factory=list)
+    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
+    backbones: dict[str, BackboneSpec] = field(default_factory=dict)
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owners: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        return _lookup(self.datasets, name, "dataset")
+
+    def backbone(self, name: str) -> BackboneSpec:
+        return _lookup(self.backbones, name, "backbone")
+
+    def method(self, name: str) -> MethodSpec:
+        return _lookup(self.methods, name, "method plugin")
+
+    def protocol(self, name: str) -> dict[str, Any]:
+        return _lookup(self.protocols, name, "protocol")
+
+    def owner(self, kind: str, name: str) -> PluginInfo:
+        return self.owners[(kind, name)]
+
+
+def suggest(name: str, choices: Iterable[str], preferred: Iterable[str] = ()) -> str:
+    """'Did you mean ...? Available: ...' for an unknown name; `preferred` matches come first."""
+    choices = sorted(choices)
+    close = list(preferred) or difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Available: {', '.join(choices) or '(none)'}."
+
+
+def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
+    if name not in table:
+        raise BenchError(f"Unknown {what} '{name}'.{suggest(name, table)}")
+    return table[name]
+
+
+def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
+    """Build a fresh registry from the built-in plugins, entry points and `extra` (name, plugin)."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    registry = Registry(manager)
+    from benchmark import __version__
+
+    for name, module_name in BUILTIN_PLUGINS.items():
+        _register(
+            registry,
+            name,
+            lambda m=module_name: importlib.import_module(m),
+            __version__,
+            "built-in",
+        )
+    if entry_points:
+        for ep in _selected_entry_points():
+            version = ep.dist.version if ep.dist else "?"
+            _register(registry, ep.name, ep.load, version, f"entry point {ep.value}")
+    for name, plugin in extra:
+        _register(registry, name, lambda p=plugin: p, "?", "registered in code")
+    for info in registry.plugins:
+        if not info.errors:
+            _collect(registry, info)
+    return registry
+
+
+def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points of group dmlbench, filtered by $BENCH_PLUGINS (comma list; empty = none)."""
+    found = list(importlib.metadata.entry_points(group=hookspecs.PROJECT))
+    wanted = os.environ.get("BENCH_PLUGINS")
+    if wanted is None:
+        return found
+    names = {n.strip() for n in wanted.split(",") if n.strip()}
+    return [ep for ep in found if ep.name in names]
+
+
+def _register(registry: Registry, name: str, load, version: str, source: str) -> None:
+    info = PluginInfo(name, version, source)
+    registry.plugins.append(info)
+    try:
+        registry.manager.register(load(), name=name)
+    except Exception as error:  # a broken plugin is reported, never fatal
+        info.errors.append(f"failed to load: {type(error).__name__}: {error}")
+
+
+def _collect(registry: Registry, info: PluginInfo) -> None:
+    plugin = registry.manager.get_plugin(info.name)
+    for kind in (*KINDS, "protocols"):
+        hook = getattr(registry.manager.hook, f"bench_{kind}")
+        impls = [i for i in hook.get_hookimpls() if i.plugin is plugin]
+        for impl in impls:
+            try:
+                specs = impl.function() or []
+            except Exception as error:
+                info.errors.append(f"bench_{kind} raised {type(error).__name__}: {error}")
+                continue
+            for spec in specs:
+                _add(registry, info, kind, spec)
+
+
+def _add(registry: Registry, info: PluginInfo, kind: str, spec: Any) -> None:
+    try:
+        name, value = _validated(kind, spec)
+    except BenchError as error:
+        info.errors.append(f"malformed {kind[:-1]}: {error}")
+        return
+    table = getattr(registry, kind)
+    if name in table:
+        first = registry.owners[(kind, name)]
+        info.errors.append(
+            f"{kind[:-1]} '{name}' is already registered by plugin "
+            f"'{first.name}' {first.version}; this one was ignored"
+        )
+        return
+    table[name] = value
+    registry.owners[(kind, name)] = info
+    info.registered.setdefault(kind, []).append(name)
+
+
+def _validated(kind: str, spec: Any) -> tuple[str, Any]:
+    if kind == "protocols":
+        from benchmark.config import load_protocol_file
+
+        protocol = load_protocol_file(Path(spec))
+        return protocol["name"], protocol
+    expected = KINDS[kind]
+    if not isinstance(spec, expected):
+        raise BenchError(f"expected a {expected.__name__}, got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+        raise BenchError(f"name {spec.name!r} must match {NAME_PATTERN.pattern}")
+    if isinstance(spec, MethodSpec):
+        _check_method(spec)
+    if isinstance(spec, DatasetSpec) and spec.task not in TASKS:
+        raise BenchError(f"dataset '{spec.name}': task {spec.task!r} is not one of {TASKS}")
+    return spec.name, spec
+
+
+def _check_method(spec: MethodSpec) -> None:
+    unknown = set(spec.tasks) - set(TASKS)
+    if not spec.tasks or unknown:
+        raise BenchError(
+            f"method '{spec.name}': tasks {spec.tasks} must be a non-empty subset of {TASKS}"
+        )
+    for label, values in {"defaults": spec.defaults, **spec.presets}.items():
+        try:
+            jsonschema.validate(dict(values), dict(spec.hparam_schema))
+        except jsonschema.ValidationError as error:
+            raise BenchError(
+                f"method '{spec.name}': {label} do not match its hparam_schema: {error.message}"
+            ) from None

@@ -1,0 +1,140 @@
+"""The frozen dataclasses plugins hand to the core, and the values that flow between stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+Task = Literal["retrieval", "query-gallery", "hashing"]
+TASKS: tuple[str, ...] = ("retrieval", "query-gallery", "hashing")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """One split of a dataset: image files, their labels and, optionally, their attributes.
+
+    labels: (N,) int64 class or item ids (hashing datasets: (N, C) multi-hot).
+    attributes: (N, A) float32 in {0, 1}; attribute_mask: (N, A) bool, False where unknown
+    (None means every value is known).
+    """
+
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    attributes: np.ndarray | None = None
+    attribute_mask: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """What a dataset loader returns. For the `retrieval` task `query is gallery` (the test set)."""
+
+    train: ImageSet
+    query: ImageSet
+    gallery: ImageSet
+    attribute_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: `load(data_root)` finds (synthetic data: writes) its files, returns Splits."""
+
+    name: str
+    summary: str
+    task: Task
+    load: Callable[[Path], Splits]
+    recall_at: tuple[int, ...] = (1, 2, 4, 8)
+    main_metric: str = "recall@1"
+    url: str = ""
+    citation: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone: `build(pretrained)` returns a module mapping images (B, 3, H, W) to feature maps
+    (B, C, h, w) with an `out_channels` attribute. `pretrained` is None or one of `weights`."""
+
+    name: str
+    summary: str
+    build: Callable[[str | None], nn.Module]
+    weights: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    authors: str
+    venue: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A figure a paper reports, shown beside reproduced ones and never ranked with them."""
+
+    dataset: str
+    metrics: Mapping[str, float]
+    setting: str
+    source: str
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a method's `build` may use to construct its criterion."""
+
+    hparams: Mapping[str, Any]
+    embedding_dim: int
+    num_classes: int
+    num_train_images: int
+    num_attributes: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method: its hyper-parameters, what the model must provide, and `build(ctx)` -> criterion.
+
+    The criterion is an nn.Module whose `forward(outputs, batch)` returns the loss, or
+    `(loss, {name: float})` with extra scalars to log. It may define `on_epoch_start(epoch)` and
+    `on_epoch_end(epoch)` for work outside the gradient step.
+    """
+
+    name: str
+    summary: str
+    paper: Paper
+    tasks: tuple[Task, ...]
+    build: Callable[[BuildContext], nn.Module]
+    defaults: Mapping[str, Any]
+    hparam_schema: Mapping[str, Any]
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    heads: tuple[str, ...] = ("embedding",)
+    eval_output: Literal["embedding", "hash"] = "embedding"
+    distance: Literal["cosine", "euclidean", "hamming"] = "cosine"
+    fidelity: Literal["faithful", "reconstructed"] = "faithful"
+    fidelity_notes: str = ""
+    reported: tuple[Reported, ...] = ()
+
+
+@dataclass
+class Batch:
+    """One training batch as the criterion sees it. `indices` index the training split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    attributes: torch.Tensor | None = None
+    attribute_mask: torch.Tensor | None = None
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
+
+        return Batch(*(move(getattr(self, name)) for name in self.__dataclass_fields__))
