@@ -1,0 +1,1 @@
+"""Dataset readers and the synthetic data the harness can write for itself."""

@@ -1,0 +1,1 @@
+"""Built-in datasets: readers of the original archive layouts and their synthetic twins."""
