@@ -1,0 +1,107 @@
+"""From an ImageSet to batches of tensors: decoding, an optional in-memory cache, transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from benchmark.errors import BenchError
+from benchmark.specs import Batch, ImageSet
+
+
+def build_transform(data_cfg: Mapping[str, Any], train: bool) -> T.Compose:
+    """Train: augment as the protocol says; evaluation: a centre crop."""
+    crop = data_cfg["crop"]
+    steps: list[Any] = []
+    if not train or data_cfg["augment"] == "center-crop":
+        steps.append(T.CenterCrop(crop))
+    elif data_cfg["augment"] == "random-resized-crop":
+        steps.append(T.RandomResizedCrop(crop, scale=(0.16, 1.0)))
+    else:
+        steps.append(T.RandomCrop(crop, pad_if_needed=True))
+    if train and data_cfg["hflip"]:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(data_cfg["mean"], data_cfg["std"])]
+    return T.Compose(steps)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Yields (image, label, index, attributes, attribute_mask) for one split."""
+
+    def __init__(self, images: ImageSet, resize: int, transform: T.Compose, cache: bool) -> None:
+        self.images = images
+        self.resize = T.Resize(resize)
+        self.transform = transform
+        self.cache: dict[int, Image.Image] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def decoded(self, index: int) -> Image.Image:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        path = self.images.paths[index]
+        try:
+            with Image.open(path) as file:
+                image = self.resize(file.convert("RGB"))
+        except OSError as error:
+            raise BenchError(
+                f"Cannot read image {path}: {error}. Re-extract the dataset."
+            ) from None
+        if self.cache is not None:
+            self.cache[index] = image
+        return image
+
+    def __getitem__(self, index: int) -> tuple:
+        item = (self.transform(self.decoded(index)), int(self.images.labels[index]), index)
+        return item + (_row(self.images.attributes, index), _row(self.images.attribute_mask, index))
+
+
+def _row(array: np.ndarray | None, index: int) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(array[index])
+
+
+def collate(items: list[tuple]) -> Batch:
+    images, labels, indices, attributes, masks = zip(*items, strict=True)
+    return Batch(
+        torch.stack(images),
+        torch.tensor(labels),
+        torch.tensor(indices),
+        _stack(attributes),
+        _stack(masks),
+    )
+
+
+def _stack(rows: tuple) -> torch.Tensor | None:
+    return None if rows[0] is None else torch.stack(rows)
+
+
+def train_loader(
+    dataset: ImageDataset, sampler: torch.utils.data.Sampler, num_workers: int, pin_memory: bool
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def eval_loader(
+    dataset: ImageDataset, batch_size: int, num_workers: int, pin_memory: bool
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+    )

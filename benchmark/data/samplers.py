@@ -1,0 +1,56 @@
+"""Batch samplers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from benchmark.errors import BenchError
+
+
+class PKSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of P distinct classes x K images per class, `iterations` batches per pass.
+
+    Classes with fewer than K images are filled by sampling with replacement (as the official
+    MS code's RandomIdentitySampler does). Seeded: the same (seed, epoch) gives the same batches.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        classes_per_batch: int,
+        samples_per_class: int,
+        iterations: int,
+        seed: int,
+    ) -> None:
+        classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+        if classes_per_batch > len(classes):
+            raise BenchError(
+                f"data.classes_per_batch={classes_per_batch} but the training split "
+                f"has only {len(classes)} classes; lower it with --set."
+            )
+        self.members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
+        self.p, self.k, self.iterations, self.seed = (
+            classes_per_batch,
+            samples_per_class,
+            iterations,
+            seed,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.iterations):
+            chosen = rng.choice(len(self.members), size=self.p, replace=False)
+            yield [int(i) for c in chosen for i in self._pick(rng, self.members[c])]
+
+    def _pick(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
+        return rng.choice(members, size=self.k, replace=len(members) < self.k)

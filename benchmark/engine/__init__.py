@@ -1,0 +1,1 @@
+"""Training loop, evaluation and the run that ties them together."""

@@ -1,0 +1,240 @@
+"""One benchmark run: data -> model -> criterion -> train/evaluate -> result file."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.data.loading import ImageDataset, build_transform, train_loader
+from benchmark.data.samplers import PKSampler
+from benchmark.engine.evaluate import evaluate
+from benchmark.engine.optim import build_optimizer, build_scheduler
+from benchmark.engine.precision import grad_scaler
+from benchmark.engine.train import TrainState, train_epoch
+from benchmark.errors import BenchError
+from benchmark.models.model import build_model
+from benchmark.plugins import Registry
+from benchmark.results import environment, split_fingerprint, utc_now, write_result
+from benchmark.specs import BuildContext, Splits
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, as opposed to what: none of this changes the numbers (beyond float noise)."""
+
+    data_root: Path
+    results_dir: Path
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, since: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - since
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: no CUDA device is available; use --device cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple[dict, Path]:
+    """Train and evaluate as `config` says; write and return the result file."""
+    start, timer = time.perf_counter(), Timer()
+    device = pick_device(options.device)
+    splits = registry.dataset(config.dataset).load(options.data_root)
+    timer.add("data_seconds", start)
+    seed_everything(config.seed)
+    state = _train_state(registry, config, splits, device)
+    evaluations = _loop(registry, config, splits, state, options, timer)
+    timer.seconds["total_seconds"] = time.perf_counter() - start
+    result = _result(registry, config, splits, options, evaluations, timer, device)
+    path = write_result(result, options.results_dir)
+    registry.manager.hook.bench_run_end(result=result, path=path)
+    return result, path
+
+
+def _train_state(
+    registry: Registry, config: RunConfig, splits: Splits, device: torch.device
+) -> TrainState:
+    model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
+    method = registry.method(config.method)
+    backbone = registry.backbone(model_cfg["backbone"]).build(model_cfg["pretrained"])
+    model = build_model(backbone, method.heads, model_cfg).to(device)
+    context = BuildContext(
+        hparams=dict(config.hparams),
+        embedding_dim=model_cfg["embedding_dim"],
+        num_classes=len(np.unique(splits.train.labels)),
+        num_train_images=len(splits.train),
+        num_attributes=len(splits.attribute_names),
+        device=device,
+    )
+    criterion = method.build(context).to(device)
+    optimizer = build_optimizer(model, criterion, train_cfg)
+    total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
+    scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
+    amp = train_cfg["amp"]
+    return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
+
+
+def _loop(
+    registry: Registry,
+    config: RunConfig,
+    splits: Splits,
+    state: TrainState,
+    options: RunOptions,
+    timer: Timer,
+) -> list[dict[str, Any]]:
+    protocol, hook = config.protocol, registry.manager.hook
+    data_cfg, train_cfg = protocol["data"], protocol["train"]
+    train_set = ImageDataset(
+        splits.train, data_cfg["resize"], build_transform(data_cfg, True), data_cfg["cache"]
+    )
+    sampler = PKSampler(
+        splits.train.labels,
+        data_cfg["classes_per_batch"],
+        data_cfg["samples_per_class"],
+        train_cfg["iterations_per_epoch"],
+        config.seed,
+    )
+    loader = train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda")
+    measure = _evaluator(registry, config, splits, state, timer)
+    hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
+    evaluations = [measure(0, None)]
+    for epoch in range(1, train_cfg["epochs"] + 1):
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        _call(state.criterion, "on_epoch_start", epoch)
+        train_logs = train_epoch(state, loader, epoch, options.progress)
+        _call(state.criterion, "on_epoch_end", epoch)
+        timer.add("train_seconds", started)
+        if epoch % protocol["eval"]["every"] == 0 or epoch == train_cfg["epochs"]:
+            evaluations.append(measure(epoch, train_logs))
+    return evaluations
+
+
+def _evaluator(
+    registry: Registry, config: RunConfig, splits: Splits, state: TrainState, timer: Timer
+):
+    data_cfg, eval_cfg = config.protocol["data"], config.protocol["eval"]
+    method, dataset = registry.method(config.method), registry.dataset(config.dataset)
+    transform = build_transform(data_cfg, False)
+    query = ImageDataset(splits.query, data_cfg["resize"], transform, data_cfg["cache"])
+    gallery = (
+        query
+        if splits.gallery is splits.query
+        else ImageDataset(splits.gallery, data_cfg["resize"], transform, data_cfg["cache"])
+    )
+
+    def measure(epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        metrics = evaluate(
+            state.model,
+            query,
+            gallery,
+            exclude_self=dataset.task == "retrieval",
+            output=method.eval_output,
+            distance=method.distance,
+            recall_at=dataset.recall_at,
+            batch_size=eval_cfg["batch_size"],
+            block_size=eval_cfg["block_size"],
+            device=state.device,
+            amp=state.amp,
+        )
+        timer.add("eval_seconds", started)
+        entry = {"epoch": epoch, "iteration": state.iteration, "split": "test", "metrics": metrics}
+        if train_logs is not None:
+            entry["train"] = train_logs
+        registry.manager.hook.bench_epoch_end(
+            epoch=epoch,
+            iteration=state.iteration,
+            train_loss=None if train_logs is None else train_logs.get("loss"),
+            metrics=metrics,
+        )
+        return entry
+
+    return measure
+
+
+def _call(criterion: torch.nn.Module, name: str, epoch: int) -> None:
+    method = getattr(criterion, name, None)
+    if callable(method):
+        method(epoch)
+
+
+def _result(
+    registry: Registry,
+    config: RunConfig,
+    splits: Splits,
+    options: RunOptions,
+    evaluations: list[dict[str, Any]],
+    timer: Timer,
+    device: torch.device,
+) -> dict:
+    method, dataset = registry.method(config.method), registry.dataset(config.dataset)
+    owner = registry.owner("methods", config.method)
+    train_cfg = config.protocol["train"]
+    images = (
+        train_cfg["epochs"]
+        * train_cfg["iterations_per_epoch"]
+        * (
+            config.protocol["data"]["classes_per_batch"]
+            * config.protocol["data"]["samples_per_class"]
+        )
+    )
+    timings = {"data_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0, **timer.seconds}
+    timings["train_images_per_second"] = images / max(timings["train_seconds"], 1e-9)
+    return {
+        "schema_version": 1,
+        "fingerprint": config.fingerprint,
+        "config": config.to_dict(),
+        "method": {
+            "name": method.name,
+            "plugin": owner.name,
+            "plugin_version": owner.version,
+            "hparams": dict(config.hparams),
+            "fidelity": method.fidelity,
+            "fidelity_notes": method.fidelity_notes,
+            "paper": {"title": method.paper.title, "url": method.paper.url},
+        },
+        "dataset": {
+            "name": dataset.name,
+            "task": dataset.task,
+            "split_fingerprint": split_fingerprint(splits, options.data_root),
+            "counts": {
+                "train": len(splits.train),
+                "query": len(splits.query),
+                "gallery": len(splits.gallery),
+                "train_classes": len(np.unique(splits.train.labels)),
+            },
+        },
+        "seed": config.seed,
+        "evaluations": evaluations,
+        "final": {
+            "epoch": evaluations[-1]["epoch"],
+            "selection": "last",
+            "metrics": evaluations[-1]["metrics"],
+        },
+        "environment": environment(device),
+        "timings": timings,
+        "created": utc_now(),
+    }

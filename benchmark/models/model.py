@@ -1,0 +1,78 @@
+"""The network a run trains: backbone, pooling, and the heads the method asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import BenchError
+
+
+class EmbeddingHead(nn.Module):
+    """Linear projection to the embedding, optionally L2-normalised."""
+
+    def __init__(self, in_features: int, dim: int, normalize: bool) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, dim)
+        nn.init.kaiming_normal_(self.linear.weight, mode="fan_out")
+        nn.init.zeros_(self.linear.bias)
+        self.normalize = normalize
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        embedding = self.linear(features)
+        return F.normalize(embedding, dim=1) if self.normalize else embedding
+
+
+def build_head(name: str, in_features: int, model_cfg: Mapping[str, Any]) -> nn.Module:
+    if name == "embedding":
+        return EmbeddingHead(in_features, model_cfg["embedding_dim"], model_cfg["normalize"])
+    raise BenchError(f"Unknown model head '{name}'. Available: embedding.")
+
+
+class RetrievalModel(nn.Module):
+    """forward(images) -> {"features": pooled backbone features, <head>: head output, ...}."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        heads: Mapping[str, nn.Module],
+        pooling: str,
+        freeze_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(heads)
+        self.pooling = pooling
+        self.freeze_bn = freeze_bn
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = pool(self.backbone(images), self.pooling)
+        return {"features": features, **{name: head(features) for name, head in self.heads.items()}}
+
+    def train(self, mode: bool = True) -> RetrievalModel:
+        super().train(mode)
+        if mode and self.freeze_bn:
+            # Frozen running statistics (affine parameters still learn), as the official MS code.
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+def pool(maps: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "avg":
+        return maps.mean(dim=(2, 3))
+    if how == "max":
+        return maps.amax(dim=(2, 3))
+    return maps.mean(dim=(2, 3)) + maps.amax(dim=(2, 3))
+
+
+def build_model(
+    backbone: nn.Module, head_names: tuple[str, ...], model_cfg: Mapping[str, Any]
+) -> RetrievalModel:
+    heads = {name: build_head(name, backbone.out_channels, model_cfg) for name in head_names}
+    return RetrievalModel(backbone, heads, model_cfg["pooling"], model_cfg["freeze_bn"])

@@ -1,0 +1,140 @@
+"""Result files: build, validate, write atomically, read."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+import torch
+import torchvision
+
+from benchmark.config import load_schema, read_json
+from benchmark.errors import BenchError
+from benchmark.specs import Splits
+
+SCHEMA_VERSION = 1
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    protocol = load_schema("protocol.schema.json")
+    registry = referencing.Registry().with_resource(
+        protocol["$id"], referencing.Resource.from_contents(protocol)
+    )
+    return jsonschema.Draft202012Validator(load_schema("result.schema.json"), registry=registry)
+
+
+def validate_result(result: Mapping[str, Any], where: str = "result") -> None:
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(result))
+    if error is not None:
+        path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise BenchError(f"{where}: invalid value at '{path}': {error.message}")
+
+
+def write_result(result: Mapping[str, Any], results_dir: Path) -> Path:
+    """Validate, then write to a temporary file and rename, so no half-written file remains."""
+    validate_result(result)
+    config = result["config"]
+    folder = results_dir / config["dataset"] / config["method"]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BenchError(
+            f"Cannot create the results folder {folder}: {error.strerror}. "
+            f"Pass a writable --results-dir."
+        ) from None
+    stamp = result["created"].replace("-", "").replace(":", "")[:15]
+    target = _free_name(folder, f"{result['fingerprint'][:12]}-seed{result['seed']}-{stamp}")
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(handle.name, target)
+    return target
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    candidate, n = folder / f"{stem}.json", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}.json"
+    return candidate
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    result = read_json(path)
+    validate_result(result, str(path))
+    return result
+
+
+def split_fingerprint(splits: Splits, data_root: Path) -> str:
+    """sha256 of every (split, relative path, label) line: the same files give the same print."""
+    lines = []
+    for name in ("train", "query", "gallery"):
+        images = getattr(splits, name)
+        for path, label in zip(images.paths, images.labels, strict=True):
+            relative = path.relative_to(data_root) if path.is_relative_to(data_root) else path
+            lines.append(f"{name}\t{relative.as_posix()}\t{json.dumps(label.tolist())}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from benchmark import __version__
+
+    commit, dirty = _git_state()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "dmlbench": __version__,
+        "device": _device_name(device),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": " ".join(["bench", *sys.argv[1:]]),
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

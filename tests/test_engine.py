@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark import hookimpl
+from benchmark.config import build_run_config
+from benchmark.engine.optim import lr_factor
+from benchmark.engine.run import RunOptions, execute
+from benchmark.errors import BenchError
+from benchmark.plugins import load_plugins
+from benchmark.results import read_result, validate_result, write_result
+
+FAST = ("train.epochs=1", "train.iterations_per_epoch=3", "data.classes_per_batch=4")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    @hookimpl
+    def bench_run_start(self, config, fingerprint):
+        self.calls.append(("start", config["method"], fingerprint))
+
+    @hookimpl
+    def bench_epoch_end(self, epoch, iteration, train_loss, metrics):
+        self.calls.append(("epoch", epoch, iteration, train_loss is None, "recall@1" in metrics))
+
+    @hookimpl
+    def bench_run_end(self, result, path):
+        self.calls.append(("end", path.exists()))
+
+
+@pytest.fixture(scope="module")
+def short_run(data_root, tmp_path_factory):
+    recorder = Recorder()
+    registry = load_plugins([("recorder", recorder)])
+    config = build_run_config(registry, method="ms", dataset="synth-cub", overrides=FAST, seed=3)
+    results_dir = tmp_path_factory.mktemp("results")
+    result, path = execute(registry, config, RunOptions(data_root, results_dir, "cpu", False))
+    return config, result, path, recorder, results_dir
+
+
+def test_a_short_run_writes_one_valid_result_file(short_run):
+    config, result, path, _, results_dir = short_run
+    assert path.parent == results_dir / "synth-cub" / "ms"
+    assert path.name.startswith(f"{config.fingerprint[:12]}-seed3-")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert read_result(path) == json.loads(json.dumps(result))
+    assert result["fingerprint"] == config.fingerprint
+    assert result["method"]["plugin"] == "ms" and result["method"]["fidelity"] == "faithful"
+
+
+def test_the_result_holds_epoch_zero_and_final_evaluations(short_run):
+    _, result, _, _, _ = short_run
+    assert [(e["epoch"], e["iteration"]) for e in result["evaluations"]] == [(0, 0), (1, 3)]
+    final = result["final"]
+    assert final["selection"] == "last" and final["epoch"] == 1
+    assert {"recall@1", "recall@2", "recall@4", "recall@8", "map@r"} <= set(final["metrics"])
+    assert 0.0 <= final["metrics"]["recall@1"] <= final["metrics"]["recall@8"] <= 1.0
+    assert result["evaluations"][1]["train"]["loss"] > 0
+    counts = result["dataset"]["counts"]
+    assert counts["train_classes"] == 50 and counts["query"] == counts["gallery"]
+
+
+def test_lifecycle_hooks_are_called_in_order(short_run):
+    config, _, _, recorder, _ = short_run
+    assert recorder.calls == [
+        ("start", "ms", config.fingerprint),
+        ("epoch", 0, 0, True, True),
+        ("epoch", 1, 3, False, True),
+        ("end", True),
+    ]
+
+
+def test_the_same_seed_gives_identical_numbers_on_the_cpu(short_run, data_root, tmp_path):
+    config, first, _, _, _ = short_run
+    registry = load_plugins()
+    second, _ = execute(registry, config, RunOptions(data_root, tmp_path, "cpu", False))
+    assert second["evaluations"] == first["evaluations"]
+
+
+def test_an_invalid_result_is_not_written(short_run, tmp_path):
+    _, result, _, _, _ = short_run
+    broken = {**result, "fingerprint": "not-a-hash"}
+    with pytest.raises(BenchError, match="result: invalid value at 'fingerprint'"):
+        write_result(broken, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BenchError, match="invalid value at 'final'"):
+        validate_result({**result, "final": {"epoch": 1}})
+
+
+@pytest.mark.parametrize(
+    ("schedule", "iteration", "expected"),
+    [
+        ({"name": "constant"}, 50, 1.0),
+        ({"name": "multistep", "milestones": [0.4, 0.8], "gamma": 0.1}, 39, 1.0),
+        ({"name": "multistep", "milestones": [0.4, 0.8], "gamma": 0.1}, 40, 0.1),
+        ({"name": "multistep", "milestones": [0.4, 0.8], "gamma": 0.1}, 99, 0.01),
+        ({"name": "cosine"}, 50, 0.5),
+        ({"name": "cosine", "warmup_iterations": 10}, 4, 0.5),
+    ],
+)
+def test_learning_rate_schedule(schedule, iteration, expected):
+    assert lr_factor(iteration, 100, schedule) == pytest.approx(expected)

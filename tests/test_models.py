@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from benchmark.errors import BenchError
+from benchmark.models.backbones import build_convnet_small, resnet_builder
+from benchmark.models.model import build_model
+
+MODEL_CFG = {"embedding_dim": 16, "normalize": True, "pooling": "avg", "freeze_bn": False}
+
+
+def test_convnet_small_model_outputs_normalised_embeddings():
+    model = build_model(build_convnet_small(None), ("embedding",), MODEL_CFG)
+    outputs = model(torch.randn(3, 3, 56, 56))
+    assert outputs["features"].shape == (3, 256)
+    assert outputs["embedding"].shape == (3, 16)
+    torch.testing.assert_close(outputs["embedding"].norm(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", "avg+max"])
+def test_pooling_variants(pooling):
+    model = build_model(
+        build_convnet_small(None), ("embedding",), {**MODEL_CFG, "pooling": pooling}
+    ).eval()
+    images = torch.randn(2, 3, 32, 32)
+    maps = model.backbone(images)
+    expected = {
+        "avg": maps.mean((2, 3)),
+        "max": maps.amax((2, 3)),
+        "avg+max": maps.mean((2, 3)) + maps.amax((2, 3)),
+    }[pooling]
+    torch.testing.assert_close(model(images)["features"], expected)
+
+
+def test_frozen_batch_norm_stays_in_eval_mode_while_training():
+    model = build_model(build_convnet_small(None), ("embedding",), {**MODEL_CFG, "freeze_bn": True})
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    assert model.heads.training
+
+
+def test_imagenet_weights_load_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = torchvision.models.resnet18(weights=None)
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    checkpoint = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    checkpoint.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), checkpoint)
+    trunk = resnet_builder("resnet18")("imagenet")
+    assert trunk.out_channels == 512
+    torch.testing.assert_close(trunk.body[0].weight, reference.conv1.weight)
+
+
+def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(BenchError) as error:
+        resnet_builder("resnet50")("imagenet")
+    expected = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert str(error.value) == (
+        "ImageNet weights for resnet50 are not available (BENCH_OFFLINE=1 is set). Download "
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth on a machine with internet "
+        f"access and put it at {expected} (the torch hub cache; set TORCH_HOME to move it)."
+    )
+
+
+def test_convnet_small_has_no_pretrained_weights():
+    with pytest.raises(BenchError, match="has no pretrained weights"):
+        build_convnet_small("imagenet")

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.data.samplers import PKSampler
+from benchmark.errors import BenchError
+
+LABELS = np.repeat(np.arange(10), [2, 5, 5, 5, 5, 5, 5, 5, 5, 5])
+
+
+def test_batches_hold_p_distinct_classes_with_k_images_each():
+    sampler = PKSampler(LABELS, classes_per_batch=4, samples_per_class=3, iterations=20, seed=0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 20
+    for batch in batches:
+        labels = LABELS[batch]
+        values, counts = np.unique(labels, return_counts=True)
+        assert len(batch) == 12 and len(values) == 4 and set(counts) == {3}
+
+
+def test_small_classes_are_filled_with_replacement_and_large_ones_are_not():
+    sampler = PKSampler(LABELS, classes_per_batch=10, samples_per_class=3, iterations=5, seed=1)
+    for batch in sampler:
+        small = [i for i in batch if LABELS[i] == 0]
+        assert len(small) == 3 and set(small) <= {0, 1}
+        large = [i for i in batch if LABELS[i] == 5]
+        assert len(set(large)) == 3
+
+
+def test_same_seed_and_epoch_give_the_same_batches():
+    first = PKSampler(LABELS, 4, 3, 10, seed=3)
+    second = PKSampler(LABELS, 4, 3, 10, seed=3)
+    assert list(first) == list(second)
+    second.set_epoch(1)
+    assert list(first) != list(second)
+
+
+def test_more_classes_per_batch_than_classes_is_a_clear_error():
+    with pytest.raises(
+        BenchError, match="data.classes_per_batch=11 but the training split has only 10 classes"
+    ):
+        PKSampler(LABELS, 11, 2, 1, seed=0)
