@@ -1,0 +1,128 @@
+"""The `bench` command line: thin commands that parse, call the modules, and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from benchmark.errors import BenchError
+from benchmark.plugins import Registry, load_plugins
+from benchmark.report import evaluations_table, listing, plugins_table
+
+
+class BenchClickError(click.ClickException):
+    """A BenchError shown as 'Error: ...' without a traceback, exit status 2."""
+
+    exit_code = 2
+
+
+class BenchGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BenchError as error:
+            raise BenchClickError(str(error)) from None
+
+
+def registry() -> Registry:
+    """Load plugins once per command; warn (on stderr) about broken ones."""
+    loaded = load_plugins()
+    for info in loaded.plugins:
+        for error in info.errors:
+            click.echo(f"warning: plugin '{info.name}': {error} (see `bench plugins`)", err=True)
+    return loaded
+
+
+@click.group(cls=BenchGroup)
+@click.version_option(package_name="dmlbench", prog_name="dmlbench")
+def cli() -> None:
+    """dmlbench: benchmark deep metric learning and deep hashing methods under one protocol."""
+
+
+@cli.command()
+@click.option("--plugin", "--method", "-p", "method", required=True, help="Method to run.")
+@click.option("--dataset", "-d", required=True, help="Dataset to train and evaluate on.")
+@click.option("--protocol", default="cpu-smoke", show_default=True, help="Name or JSON path.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--preset", default=None, help="A named hyper-parameter set of the method.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a protocol field (train.epochs=3) or hyper-parameter (beta=50).",
+)
+@click.option("--data-root", default=None, help="[default: $BENCH_DATA or ~/.cache/dmlbench/data]")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path())
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def run(
+    method,
+    dataset,
+    protocol,
+    seed,
+    preset,
+    overrides,
+    data_root,
+    results_dir,
+    device,
+    dry_run,
+    progress,
+) -> None:
+    """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file."""
+    from benchmark.config import build_run_config
+
+    loaded = registry()
+    config = build_run_config(
+        loaded,
+        method=method,
+        dataset=dataset,
+        protocol=protocol,
+        seed=seed,
+        preset=preset,
+        overrides=overrides,
+    )
+    if dry_run:
+        document = {"fingerprint": config.fingerprint, "config": config.to_dict()}
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
+    from benchmark.data.root import resolve_data_root
+    from benchmark.engine.run import RunOptions, execute
+
+    options = RunOptions(resolve_data_root(data_root), Path(results_dir), device, progress)
+    click.echo(
+        f"{method} on {dataset}, protocol {protocol}, seed {seed}, "
+        f"fingerprint {config.fingerprint[:12]}",
+        err=True,
+    )
+    result, path = execute(loaded, config, options)
+    click.echo(evaluations_table(result))
+    click.echo(f"\nResult written to {path}")
+
+
+@cli.command()
+def plugins() -> None:
+    """List installed plugins, their versions and what each registers."""
+    loaded = load_plugins()
+    click.echo(plugins_table(loaded))
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(["datasets", "methods", "backbones", "protocols"]))
+def list_(kind: str) -> None:
+    """List registered datasets, methods, backbones or protocols."""
+    rows, headers = listing(registry(), kind)
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple"))
+
+
+def main() -> None:
+    cli(prog_name="bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

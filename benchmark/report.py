@@ -1,0 +1,80 @@
+"""Plain-text tables for the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from benchmark.plugins import Registry
+
+SUMMARY_COLUMNS = ("recall@", "map@r", "r_precision")
+
+
+def evaluations_table(result: dict[str, Any]) -> str:
+    """One row per evaluation: epoch, mean training loss, the retrieval metrics in percent."""
+    keys = [k for k in result["evaluations"][-1]["metrics"] if k.startswith(SUMMARY_COLUMNS)]
+    rows = []
+    for entry in result["evaluations"]:
+        loss = entry.get("train", {}).get("loss")
+        rows.append(
+            [
+                entry["epoch"],
+                entry["iteration"],
+                "-" if loss is None else f"{loss:.4f}",
+                *(f"{100 * entry['metrics'][k]:.2f}" for k in keys),
+            ]
+        )
+    headers = [
+        "epoch",
+        "iteration",
+        "loss",
+        *(
+            k.replace("recall@", "R@").upper()
+            if k.startswith("recall@")
+            else k.upper().replace("_", "-")
+            for k in keys
+        ),
+    ]
+    timings = result["timings"]
+    footer = (
+        f"\n{result['config']['method']} on {result['dataset']['name']}: train "
+        f"{timings['train_seconds']:.1f} s ({timings['train_images_per_second']:.0f} img/s), "
+        f"eval {timings['eval_seconds']:.1f} s, total {timings['total_seconds']:.1f} s "
+        f"on {result['environment']['device']}"
+    )
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + footer
+
+
+def plugins_table(registry: Registry) -> str:
+    rows, problems = [], []
+    for info in registry.plugins:
+        registers = (
+            "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items())
+            or "-"
+        )
+        rows.append(
+            [info.name, info.version, info.source, registers, "broken" if info.errors else "ok"]
+        )
+        problems += [f"{info.name}: {error}" for error in info.errors]
+    text = tabulate(
+        rows, headers=["plugin", "version", "source", "registers", "status"], tablefmt="simple"
+    )
+    return text + ("\n\nProblems:\n" + "\n".join(problems) if problems else "")
+
+
+def listing(registry: Registry, kind: str) -> tuple[list[list[str]], list[str]]:
+    table = getattr(registry, kind)
+    if kind == "protocols":
+        rows = [[n, p["version"], p["kind"], p["summary"]] for n, p in sorted(table.items())]
+        return rows, ["protocol", "version", "kind", "summary"]
+    rows = []
+    for name, spec in sorted(table.items()):
+        detail = {
+            "datasets": lambda s: s.task,
+            "methods": lambda s: ", ".join(s.tasks),
+            "backbones": lambda s: ", ".join(s.weights) or "-",
+        }[kind](spec)
+        rows.append([name, detail, registry.owner(kind, name).name, spec.summary])
+    column = {"datasets": "task", "methods": "tasks", "backbones": "weights"}[kind]
+    return rows, [kind[:-1], column, "plugin", "summary"]

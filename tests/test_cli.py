@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+from benchmark.config import build_run_config
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry):
+    result = runner.invoke(
+        cli,
+        [
+            "run",
+            "--plugin",
+            "ms",
+            "--dataset",
+            "synth-cub",
+            "--dry-run",
+            "--set",
+            "train.epochs=2",
+            "--seed",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    expected = build_run_config(
+        registry, method="ms", dataset="synth-cub", seed=4, overrides=["train.epochs=2"]
+    )
+    assert document == {"fingerprint": expected.fingerprint, "config": expected.to_dict()}
+    assert document["config"]["protocol"]["train"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--plugin", "mss", "--dataset", "synth-cub"],
+            "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: ms.\n",
+        ),
+        (
+            ["--plugin", "ms", "--dataset", "synth-cub", "--protocol", "smoke"],
+            "Error: Unknown protocol 'smoke'. Did you mean 'cpu-smoke'? Available: cpu-smoke.\n",
+        ),
+        (
+            ["--plugin", "ms", "--dataset", "synth-cub", "--set", "train.lr=0.1"],
+            "Error: --set: unknown key 'train.lr'. Did you mean 'train.optimizer.lr'",
+        ),
+        (
+            ["--plugin", "ms", "--dataset", "synth-cub", "--data-root", "/nonexistent/dmlbench"],
+            "Error: Data root /nonexistent/dmlbench (from --data-root) does not exist or is not a "
+            "folder: create it, or point --data-root at the folder holding the datasets.\n",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_no_traceback(runner, args, message):
+    result = runner.invoke(cli, ["run", *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+
+
+def test_bench_data_env_var_is_the_fallback_data_root(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "missing"))
+    result = runner.invoke(cli, ["run", "-p", "ms", "-d", "synth-cub"])
+    assert result.exit_code == 2
+    assert f"Data root {tmp_path / 'missing'} (from $BENCH_DATA)" in result.stderr
+
+
+def test_plugins_lists_versions_and_registrations(runner):
+    result = runner.invoke(cli, ["plugins"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["plugin", "version", "source", "registers", "status"]
+    assert lines[3].split(None, 5)[:5] == ["ms", "0.1.0", "entry", "point", "bench_ms"]
+    assert lines[3].split()[-3:] == ["methods:", "ms", "ok"]
+    assert (
+        "datasets: cub, synth-cub; backbones: convnet-small, resnet18, resnet50; "
+        "protocols: cpu-smoke" in lines[2]
+    )
+
+
+def test_list_methods(runner):
+    result = runner.invoke(cli, ["list", "methods"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["method", "tasks", "plugin", "summary"]
+    assert lines[2].startswith("ms ") and "retrieval, query-gallery  ms" in lines[2]
+
+
+def test_list_protocols_and_backbones(runner):
+    protocols = runner.invoke(cli, ["list", "protocols"]).stdout.splitlines()
+    assert protocols[2].split()[:3] == ["cpu-smoke", "1", "standard"]
+    backbones = runner.invoke(cli, ["list", "backbones"]).stdout.splitlines()
+    assert [line.split()[0] for line in backbones[2:]] == ["convnet-small", "resnet18", "resnet50"]
+    assert backbones[3].split()[1:3] == ["imagenet", "builtin"]
+
+
+def test_list_rejects_an_unknown_kind(runner):
+    result = runner.invoke(cli, ["list", "losses"])
+    assert result.exit_code == 2
+    assert "Invalid value for '{datasets|methods|backbones|protocols}'" in result.stderr
