@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from benchmark.errors import BenchError
 from benchmark.plugins import Registry, load_plugins
-from benchmark.report import evaluations_table, listing, plugins_table
+from benchmark.report import ConsoleReporter, evaluations_table, listing, plugins_table
 
 
 class BenchClickError(click.ClickException):
@@ -100,6 +100,8 @@ def run(
         f"fingerprint {config.fingerprint[:12]}",
         err=True,
     )
+    if progress:
+        loaded.manager.register(ConsoleReporter(), name="console")
     result, path = execute(loaded, config, options)
     click.echo(evaluations_table(result))
     click.echo(f"\nResult written to {path}")

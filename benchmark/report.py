@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tabulate import tabulate
+from tqdm import tqdm
 
+from benchmark.hookspecs import hookimpl
 from benchmark.plugins import Registry
 
 SUMMARY_COLUMNS = ("recall@", "map@r", "r_precision")
@@ -78,3 +81,19 @@ def listing(registry: Registry, kind: str) -> tuple[list[list[str]], list[str]]:
         rows.append([name, detail, registry.owner(kind, name).name, spec.summary])
     column = {"datasets": "task", "methods": "tasks", "backbones": "weights"}[kind]
     return rows, [kind[:-1], column, "plugin", "summary"]
+
+
+class ConsoleReporter:
+    """A lifecycle-hook plugin the CLI registers: one line per evaluation while a run goes on."""
+
+    @hookimpl
+    def bench_epoch_end(self, epoch, iteration, train_loss, metrics) -> None:
+        shown = [
+            f"{k.replace('recall@', 'R@')} {100 * v:.2f}"
+            for k, v in metrics.items()
+            if k.startswith(SUMMARY_COLUMNS)
+        ]
+        loss = "" if train_loss is None else f"loss {train_loss:.4f}  "
+        tqdm.write(
+            f"epoch {epoch:>3} (iteration {iteration}): {loss}{'  '.join(shown)}", file=sys.stderr
+        )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -108,3 +109,32 @@ def test_list_rejects_an_unknown_kind(runner):
     result = runner.invoke(cli, ["list", "losses"])
     assert result.exit_code == 2
     assert "Invalid value for '{datasets|methods|backbones|protocols}'" in result.stderr
+
+
+def test_run_reports_each_evaluation_and_ends_with_a_table(runner, data_root, tmp_path):
+    fast = ["train.epochs=1", "train.iterations_per_epoch=2", "data.classes_per_batch=4"]
+    args = ["run", "-p", "ms", "-d", "synth-cub", "--data-root", str(data_root), "--device", "cpu"]
+    args += ["--results-dir", str(tmp_path)] + [f"--set={item}" for item in fast]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    progress = re.findall(r"epoch +\d+ \(iteration \d+\): [^\r\n]*", result.stderr)
+    assert [line.split(":")[0] for line in progress] == [
+        "epoch   0 (iteration 0)",
+        "epoch   1 (iteration 2)",
+    ]
+    assert "R@1 " in progress[0] and "loss " in progress[1] and "loss " not in progress[0]
+    table = result.stdout.splitlines()
+    assert table[0].split() == [
+        "epoch",
+        "iteration",
+        "loss",
+        "R@1",
+        "R@2",
+        "R@4",
+        "R@8",
+        "MAP@R",
+        "R-PRECISION",
+    ]
+    assert [row.split()[:2] for row in table[2:4]] == [["0", "0"], ["1", "2"]]
+    (written,) = (tmp_path / "synth-cub" / "ms").iterdir()
+    assert table[-1] == f"Result written to {written}"
