@@ -31,7 +31,9 @@ def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[s
     state.model.train()
     state.criterion.train()
     totals: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False)
+    bar = tqdm(
+        loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False, mininterval=0.5
+    )
     for batch in bar:
         logs = train_step(state, batch.to(state.device, non_blocking=True))
         for key, value in logs.items():
