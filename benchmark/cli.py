@@ -61,6 +61,12 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--save-checkpoint/--no-save-checkpoint",
+    default=True,
+    show_default=True,
+    help="Save the final weights beside the result file, for `bench eval --checkpoint`.",
+)
 def run(
     method,
     dataset,
@@ -73,6 +79,7 @@ def run(
     device,
     dry_run,
     progress,
+    save_checkpoint,
 ) -> None:
     """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file."""
     from benchmark.config import build_run_config
@@ -94,7 +101,9 @@ def run(
     from benchmark.data.root import resolve_data_root
     from benchmark.engine.run import RunOptions, execute
 
-    options = RunOptions(resolve_data_root(data_root), Path(results_dir), device, progress)
+    options = RunOptions(
+        resolve_data_root(data_root), Path(results_dir), device, progress, save_checkpoint
+    )
     click.echo(
         f"{method} on {dataset}, protocol {protocol}, seed {seed}, "
         f"fingerprint {config.fingerprint[:12]}",

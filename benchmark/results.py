@@ -9,7 +9,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -22,6 +21,7 @@ import torchvision
 
 from benchmark.config import load_schema, read_json
 from benchmark.errors import BenchError
+from benchmark.files import write_atomically
 from benchmark.specs import Splits
 
 SCHEMA_VERSION = 1
@@ -43,9 +43,8 @@ def validate_result(result: Mapping[str, Any], where: str = "result") -> None:
         raise BenchError(f"{where}: invalid value at '{path}': {error.message}")
 
 
-def write_result(result: Mapping[str, Any], results_dir: Path) -> Path:
-    """Validate, then write to a temporary file and rename, so no half-written file remains."""
-    validate_result(result)
+def result_path(result: Mapping[str, Any], results_dir: Path) -> Path:
+    """A new file name under results/<dataset>/<method>/ (the folder is created)."""
     config = result["config"]
     folder = results_dir / config["dataset"] / config["method"]
     try:
@@ -56,12 +55,14 @@ def write_result(result: Mapping[str, Any], results_dir: Path) -> Path:
             f"Pass a writable --results-dir."
         ) from None
     stamp = result["created"].replace("-", "").replace(":", "")[:15]
-    target = _free_name(folder, f"{result['fingerprint'][:12]}-seed{result['seed']}-{stamp}")
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(handle.name, target)
-    return target
+    return _free_name(folder, f"{result['fingerprint'][:12]}-seed{result['seed']}-{stamp}")
+
+
+def write_result(result: Mapping[str, Any], path: Path) -> None:
+    """Validate, then write atomically, so no invalid or half-written file remains."""
+    validate_result(result)
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+    write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
 def _free_name(folder: Path, stem: str) -> Path:

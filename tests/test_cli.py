@@ -136,5 +136,5 @@ def test_run_reports_each_evaluation_and_ends_with_a_table(runner, data_root, tm
         "R-PRECISION",
     ]
     assert [row.split()[:2] for row in table[2:4]] == [["0", "0"], ["1", "2"]]
-    (written,) = (tmp_path / "synth-cub" / "ms").iterdir()
+    (written,) = (tmp_path / "synth-cub" / "ms").glob("*.json")
     assert table[-1] == f"Result written to {written}"

@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmark import hookimpl
 from benchmark.config import build_run_config
+from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.optim import lr_factor
 from benchmark.engine.run import RunOptions, execute
 from benchmark.errors import BenchError
@@ -46,7 +48,9 @@ def test_a_short_run_writes_one_valid_result_file(short_run):
     config, result, path, _, results_dir = short_run
     assert path.parent == results_dir / "synth-cub" / "ms"
     assert path.name.startswith(f"{config.fingerprint[:12]}-seed3-")
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    checkpoint = path.with_suffix(".pt")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, checkpoint.name]
+    assert result["checkpoint"] == checkpoint.name
     assert read_result(path) == json.loads(json.dumps(result))
     assert result["fingerprint"] == config.fingerprint
     assert result["method"]["plugin"] == "ms" and result["method"]["fidelity"] == "faithful"
@@ -85,7 +89,7 @@ def test_an_invalid_result_is_not_written(short_run, tmp_path):
     _, result, _, _, _ = short_run
     broken = {**result, "fingerprint": "not-a-hash"}
     with pytest.raises(BenchError, match="result: invalid value at 'fingerprint'"):
-        write_result(broken, tmp_path)
+        write_result(broken, tmp_path / "broken.json")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(BenchError, match="invalid value at 'final'"):
         validate_result({**result, "final": {"epoch": 1}})
@@ -104,3 +108,22 @@ def test_an_invalid_result_is_not_written(short_run, tmp_path):
 )
 def test_learning_rate_schedule(schedule, iteration, expected):
     assert lr_factor(iteration, 100, schedule) == pytest.approx(expected)
+
+
+def test_the_checkpoint_restores_the_trained_weights(short_run):
+    config, result, path, _, _ = short_run
+    payload = load_checkpoint(path.with_suffix(".pt"))
+    assert payload["fingerprint"] == config.fingerprint
+    assert payload["config"] == json.loads(json.dumps(result["config"]))
+    assert "heads.embedding.linear.weight" in payload["model"]
+
+
+def test_a_foreign_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(
+        BenchError,
+        match=f"Checkpoint {path} lacks config, criterion, "
+        "fingerprint, model: it was not written by `bench run`.",
+    ):
+        load_checkpoint(path)

@@ -14,6 +14,7 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.data.loading import ImageDataset, build_transform, train_loader
 from benchmark.data.samplers import PKSampler
+from benchmark.engine.checkpoint import save_checkpoint
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
@@ -21,7 +22,13 @@ from benchmark.engine.train import TrainState, train_epoch
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
-from benchmark.results import environment, split_fingerprint, utc_now, write_result
+from benchmark.results import (
+    environment,
+    result_path,
+    split_fingerprint,
+    utc_now,
+    write_result,
+)
 from benchmark.specs import BuildContext, Splits
 
 
@@ -33,6 +40,7 @@ class RunOptions:
     results_dir: Path
     device: str = "auto"
     progress: bool = True
+    save_checkpoint: bool = True
 
 
 @dataclass
@@ -68,7 +76,14 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     evaluations = _loop(registry, config, splits, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
     result = _result(registry, config, splits, options, evaluations, timer, device)
-    path = write_result(result, options.results_dir)
+    path = result_path(result, options.results_dir)
+    if options.save_checkpoint:
+        checkpoint = path.with_suffix(".pt")
+        save_checkpoint(
+            checkpoint, state.model, state.criterion, result["config"], config.fingerprint
+        )
+        result["checkpoint"] = checkpoint.name
+    write_result(result, path)
     registry.manager.hook.bench_run_end(result=result, path=path)
     return result, path
 
