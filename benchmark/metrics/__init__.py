@@ -1,1 +1,4 @@
-"""Evaluation metrics: exact retrieval metrics (Recall@K, MAP@R, R-Precision) over embeddings."""
+"""Evaluation metrics: exact retrieval metrics, clustering (NMI) and hashing metrics.
+
+`benchmark.metrics.tasks.score` is the one entry point that picks them by task.
+"""
