@@ -11,7 +11,13 @@ from tabulate import tabulate
 
 from benchmark.errors import BenchError
 from benchmark.plugins import Registry, load_plugins
-from benchmark.report import ConsoleReporter, evaluations_table, listing, plugins_table
+from benchmark.report import (
+    ConsoleReporter,
+    evaluations_table,
+    listing,
+    metrics_table,
+    plugins_table,
+)
 
 
 class BenchClickError(click.ClickException):
@@ -114,6 +120,67 @@ def run(
     result, path = execute(loaded, config, options)
     click.echo(evaluations_table(result))
     click.echo(f"\nResult written to {path}")
+
+
+def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(item) for item in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@cli.command(name="eval")
+@click.argument("embeddings", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="Re-score a saved run: its result .json or checkpoint .pt.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["retrieval", "query-gallery", "hashing"]),
+    help="[default: inferred from the array names]",
+)
+@click.option("--metrics", help="Comma-separated metric names [default: the task's set].")
+@click.option("--recall-at", callback=_int_list, help="K list, e.g. 1,2,4,8.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Hashing: mAP@k [default: all].")
+@click.option(
+    "--distance", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True
+)
+@click.option("--data-root", default=None, help="With --checkpoint: where the dataset lives.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def eval_(
+    embeddings, checkpoint, task, metrics, recall_at, top_k, distance, data_root, device, as_json
+) -> None:
+    """Score EMBEDDINGS (.npz) produced by anything, or re-score a saved run."""
+    if (embeddings is None) == (checkpoint is None):
+        raise click.UsageError("Give either an EMBEDDINGS.npz file or --checkpoint, not both.")
+    wanted = metrics.split(",") if metrics else None
+    if checkpoint is not None:
+        from benchmark.data.root import resolve_data_root
+        from benchmark.engine.rescore import rescore
+
+        _, figures = rescore(registry(), checkpoint, resolve_data_root(data_root), device, wanted)
+    else:
+        from benchmark.embeddings import load_embedding_file
+        from benchmark.metrics.tasks import score
+
+        found = load_embedding_file(embeddings, task)
+        figures = score(
+            found.task,
+            found.query,
+            found.gallery,
+            found.query_labels,
+            found.gallery_labels,
+            recall_at=recall_at,
+            top_k=top_k,
+            distance=distance,
+            metrics=wanted,
+        )
+    click.echo(json.dumps(figures, indent=2) if as_json else metrics_table(figures))
 
 
 @cli.command()

@@ -11,12 +11,19 @@ from tqdm import tqdm
 from benchmark.hookspecs import hookimpl
 from benchmark.plugins import Registry
 
-SUMMARY_COLUMNS = ("recall@", "map@r", "r_precision")
+SUMMARY_COLUMNS = ("map@r", "r_precision", "map@k")
+
+
+def summary_keys(metrics: dict[str, float]) -> list[str]:
+    """The figures worth a column: Recall@K in K order, then MAP@R, R-Precision, hashing mAP."""
+    return [k for k in metrics if k.startswith("recall@")] + [
+        k for k in SUMMARY_COLUMNS if k in metrics
+    ]
 
 
 def evaluations_table(result: dict[str, Any]) -> str:
     """One row per evaluation: epoch, mean training loss, the retrieval metrics in percent."""
-    keys = [k for k in result["evaluations"][-1]["metrics"] if k.startswith(SUMMARY_COLUMNS)]
+    keys = summary_keys(result["evaluations"][-1]["metrics"])
     rows = []
     for entry in result["evaluations"]:
         loss = entry.get("train", {}).get("loss")
@@ -47,6 +54,15 @@ def evaluations_table(result: dict[str, Any]) -> str:
         f"on {result['environment']['device']}"
     )
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + footer
+
+
+def metrics_table(figures: dict[str, float]) -> str:
+    """Metric name and value: rates in percent, counts as integers."""
+    rows = [
+        [name, value if isinstance(value, int) else f"{100 * value:.2f} %"]
+        for name, value in figures.items()
+    ]
+    return tabulate(rows, headers=["metric", "value"], tablefmt="simple", disable_numparse=True)
 
 
 def plugins_table(registry: Registry) -> str:
@@ -89,9 +105,7 @@ class ConsoleReporter:
     @hookimpl
     def bench_epoch_end(self, epoch, iteration, train_loss, metrics) -> None:
         shown = [
-            f"{k.replace('recall@', 'R@')} {100 * v:.2f}"
-            for k, v in metrics.items()
-            if k.startswith(SUMMARY_COLUMNS)
+            f"{k.replace('recall@', 'R@')} {100 * metrics[k]:.2f}" for k in summary_keys(metrics)
         ]
         loss = "" if train_loss is None else f"loss {train_loss:.4f}  "
         tqdm.write(

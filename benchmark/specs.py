@@ -52,6 +52,7 @@ class DatasetSpec:
     task: Task
     load: Callable[[Path], Splits]
     recall_at: tuple[int, ...] = (1, 2, 4, 8)
+    top_k: int | None = None  # hashing: mAP over the top_k ranked items; None = all
     main_metric: str = "recall@1"
     url: str = ""
     citation: str = ""

@@ -58,7 +58,8 @@ class ImageDataset(torch.utils.data.Dataset):
         return image
 
     def __getitem__(self, index: int) -> tuple:
-        item = (self.transform(self.decoded(index)), int(self.images.labels[index]), index)
+        labels = torch.as_tensor(self.images.labels[index])
+        item = (self.transform(self.decoded(index)), labels, index)
         return item + (_row(self.images.attributes, index), _row(self.images.attribute_mask, index))
 
 
@@ -70,7 +71,7 @@ def collate(items: list[tuple]) -> Batch:
     images, labels, indices, attributes, masks = zip(*items, strict=True)
     return Batch(
         torch.stack(images),
-        torch.tensor(labels),
+        torch.stack(labels),
         torch.tensor(indices),
         _stack(attributes),
         _stack(masks),

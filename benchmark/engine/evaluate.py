@@ -1,15 +1,28 @@
-"""Embed the evaluation splits and compute the task's metrics. The one entry point is `evaluate`."""
+"""Embed the evaluation splits and score them. The one entry point is `evaluate`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from benchmark.data.loading import ImageDataset, eval_loader
+from benchmark.data.loading import ImageDataset, build_transform, eval_loader
 from benchmark.engine.precision import autocast
-from benchmark.metrics.retrieval import retrieval_metrics
+from benchmark.metrics.tasks import score
+from benchmark.specs import DatasetSpec, ImageSet, MethodSpec, Splits
+
+
+def eval_datasets(splits: Splits, data_cfg: Mapping[str, Any]) -> tuple[ImageDataset, ...]:
+    """Query and gallery datasets (one object for `retrieval`), with the evaluation transform."""
+    transform = build_transform(data_cfg, train=False)
+
+    def dataset(images: ImageSet) -> ImageDataset:
+        return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"])
+
+    query = dataset(splits.query)
+    return query, query if splits.gallery is splits.query else dataset(splits.gallery)
 
 
 @torch.no_grad()
@@ -25,8 +38,7 @@ def embed(
     was_training = model.training
     model.eval()
     vectors, labels = [], []
-    loader = eval_loader(dataset, batch_size, 0, device.type == "cuda")
-    for batch in loader:
+    for batch in eval_loader(dataset, batch_size, 0, device.type == "cuda"):
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
         labels.append(batch.labels.to(device))
@@ -39,28 +51,24 @@ def evaluate(
     query: ImageDataset,
     gallery: ImageDataset,
     *,
-    exclude_self: bool,
-    output: str,
-    distance: str,
-    recall_at: Sequence[int],
+    dataset: DatasetSpec,
+    method: MethodSpec,
     batch_size: int,
     block_size: int,
     device: torch.device,
     amp: bool,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Metrics of `model` on query against gallery (the same dataset object for `retrieval`)."""
-    query_vectors, query_labels = embed(model, query, output, batch_size, device, amp)
+    """Metrics of `model` on query against gallery (the same object for `retrieval`)."""
+    query_vectors, query_labels = embed(model, query, method.eval_output, batch_size, device, amp)
     if gallery is query:
         gallery_vectors, gallery_labels = query_vectors, query_labels
     else:
-        gallery_vectors, gallery_labels = embed(model, gallery, output, batch_size, device, amp)
-    return retrieval_metrics(
-        query_vectors,
-        gallery_vectors,
-        query_labels,
-        gallery_labels,
-        recall_at=recall_at,
-        exclude_self=exclude_self,
-        distance=distance,
-        block_size=block_size,
-    )
+        gallery_vectors, gallery_labels = embed(
+            model, gallery, method.eval_output, batch_size, device, amp
+        )
+    return score(
+        dataset.task, query_vectors, gallery_vectors, query_labels, gallery_labels,
+        recall_at=dataset.recall_at, top_k=dataset.top_k, distance=method.distance,
+        metrics=metrics, block_size=block_size,
+    )  # fmt: skip

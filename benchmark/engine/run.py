@@ -15,7 +15,7 @@ from benchmark.config import RunConfig
 from benchmark.data.loading import ImageDataset, build_transform, train_loader
 from benchmark.data.samplers import PKSampler
 from benchmark.engine.checkpoint import save_checkpoint
-from benchmark.engine.evaluate import evaluate
+from benchmark.engine.evaluate import eval_datasets, evaluate
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
 from benchmark.engine.train import TrainState, train_epoch
@@ -152,29 +152,15 @@ def _evaluator(
 ):
     data_cfg, eval_cfg = config.protocol["data"], config.protocol["eval"]
     method, dataset = registry.method(config.method), registry.dataset(config.dataset)
-    transform = build_transform(data_cfg, False)
-    query = ImageDataset(splits.query, data_cfg["resize"], transform, data_cfg["cache"])
-    gallery = (
-        query
-        if splits.gallery is splits.query
-        else ImageDataset(splits.gallery, data_cfg["resize"], transform, data_cfg["cache"])
-    )
+    query, gallery = eval_datasets(splits, data_cfg)
 
     def measure(epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
         started = time.perf_counter()
         metrics = evaluate(
-            state.model,
-            query,
-            gallery,
-            exclude_self=dataset.task == "retrieval",
-            output=method.eval_output,
-            distance=method.distance,
-            recall_at=dataset.recall_at,
-            batch_size=eval_cfg["batch_size"],
-            block_size=eval_cfg["block_size"],
-            device=state.device,
-            amp=state.amp,
-        )
+            state.model, query, gallery, dataset=dataset, method=method,
+            batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
+            device=state.device, amp=state.amp,
+        )  # fmt: skip
         timer.add("eval_seconds", started)
         entry = {"epoch": epoch, "iteration": state.iteration, "split": "test", "metrics": metrics}
         if train_logs is not None:

@@ -1,0 +1,59 @@
+"""Re-score a saved run: rebuild its model from the checkpoint's config and evaluate it again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmark.engine.checkpoint import load_checkpoint
+from benchmark.engine.evaluate import eval_datasets, evaluate
+from benchmark.engine.run import pick_device
+from benchmark.errors import BenchError
+from benchmark.models.model import build_model
+from benchmark.plugins import Registry
+from benchmark.results import read_result
+
+
+def checkpoint_of(path: Path) -> Path:
+    """A checkpoint path, given either it or the result file that names it."""
+    if path.suffix != ".json":
+        return path
+    result = read_result(path)
+    if "checkpoint" not in result:
+        raise BenchError(
+            f"{path} names no checkpoint: the run was made with "
+            f"--no-save-checkpoint, so it cannot be re-scored."
+        )
+    return path.parent / result["checkpoint"]
+
+
+def rescore(
+    registry: Registry,
+    path: Path,
+    data_root: Path,
+    device: str,
+    metrics: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """(the run's config, its metrics measured now) for a result file or checkpoint."""
+    payload = load_checkpoint(checkpoint_of(path))
+    config, protocol = payload["config"], payload["config"]["protocol"]
+    method, dataset = registry.method(config["method"]), registry.dataset(config["dataset"])
+    # The weights come from the checkpoint, so no pretrained weights are fetched.
+    backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
+    model = build_model(backbone, method.heads, protocol["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise BenchError(
+            f"{path}: the checkpoint does not fit the model its config describes "
+            f"(was a plugin changed since?): {error}"
+        ) from None
+    torch_device = pick_device(device)
+    query, gallery = eval_datasets(dataset.load(data_root), protocol["data"])
+    figures = evaluate(
+        model.to(torch_device), query, gallery, dataset=dataset, method=method,
+        batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
+        device=torch_device, amp=protocol["train"]["amp"], metrics=metrics,
+    )  # fmt: skip
+    return config, figures
