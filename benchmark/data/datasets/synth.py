@@ -6,15 +6,13 @@ and it needs no download: the first `load` writes it under the data root.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from benchmark.data.datasets.cub import load_cub
+from benchmark.data.datasets.generated import ensure_generated, marker_text, write_lines
 from benchmark.data.datasets.scenes import (
     SceneClass,
     attribute_names,
@@ -53,70 +51,17 @@ def generate_synth_cub(target: Path, seed: int = 0) -> Path:
 
 def ensure_synth_cub(data_root: Path, seed: int = 0) -> Path:
     """`data_root/synth-cub`, generated first if needed (atomically: into a temp dir, renamed)."""
-    data_root = Path(data_root)
-    _check_data_root(data_root)
-    target = data_root / "synth-cub"
-    if _is_complete(target, seed):
-        return target
-    if target.exists():
-        raise BenchError(
-            f"{target} is incomplete or was written by another generator version or seed "
-            f"(expected {target / 'CUB_200_2011' / '.complete'} to read {_marker(seed)!r}). "
-            f"Delete {target} and run again to regenerate it."
-        )
-    _remove_stale_temps(data_root)
-    temp = data_root / f"synth-cub.tmp-{os.getpid()}"
-    try:
-        generate_synth_cub(temp, seed)
-        temp.rename(target)
-    except OSError as error:
-        if not _is_complete(target, seed):  # else another process just finished the same job
-            raise BenchError(
-                f"could not write synth-cub under {data_root}: {error}. "
-                "Free some space or pass another --data-root."
-            ) from error
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    return target
+    return ensure_generated(
+        data_root,
+        "synth-cub",
+        Path("CUB_200_2011") / ".complete",
+        _marker(seed),
+        lambda folder: generate_synth_cub(folder, seed),
+    )
 
 
 def _marker(seed: int) -> str:
-    return f"synth-cub generator {GENERATOR_VERSION} seed {seed}\n"
-
-
-def _is_complete(target: Path, seed: int) -> bool:
-    marker = target / "CUB_200_2011" / ".complete"
-    return marker.is_file() and marker.read_text() == _marker(seed)
-
-
-def _check_data_root(data_root: Path) -> None:
-    if not data_root.exists():
-        raise BenchError(f"data root {data_root} does not exist: create it or pass --data-root.")
-    if not data_root.is_dir():
-        raise BenchError(f"data root {data_root} is not a directory: pass another --data-root.")
-    if not os.access(data_root, os.W_OK | os.X_OK):
-        raise BenchError(
-            f"data root {data_root} is not writable, so synth-cub cannot be generated there: "
-            "fix its permissions or pass another --data-root."
-        )
-
-
-def _remove_stale_temps(data_root: Path) -> None:
-    """Delete temp dirs left by generators that died (ours included, from an earlier pid)."""
-    for temp in data_root.glob("synth-cub.tmp-*"):
-        pid = temp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _is_running(int(pid)):
-            shutil.rmtree(temp, ignore_errors=True)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
+    return marker_text("synth-cub", GENERATOR_VERSION, seed)
 
 
 # --- writing the CUB layout ------------------------------------------------------------------
@@ -149,16 +94,14 @@ def _write_images(cub_dir: Path, classes: list[SceneClass], seed: int) -> list[_
 
 
 def _write_lists(cub_dir: Path, classes: list[SceneClass], records: list[_Record]) -> None:
-    _write_lines(cub_dir / "images.txt", (f"{r.image_id} {r.relative_path}" for r in records))
-    _write_lines(
-        cub_dir / "image_class_labels.txt", (f"{r.image_id} {r.class_id}" for r in records)
-    )
-    _write_lines(
+    write_lines(cub_dir / "images.txt", (f"{r.image_id} {r.relative_path}" for r in records))
+    write_lines(cub_dir / "image_class_labels.txt", (f"{r.image_id} {r.class_id}" for r in records))
+    write_lines(
         cub_dir / "classes.txt",
         (f"{class_id} {_folder(class_id, scene)}" for class_id, scene in enumerate(classes, 1)),
     )
     # A classification split like CUB's (classes shared by both halves): every 2nd image trains.
-    _write_lines(
+    write_lines(
         cub_dir / "train_test_split.txt", (f"{r.image_id} {int(r.index % 2 == 0)}" for r in records)
     )
 
@@ -168,10 +111,10 @@ def _write_attributes(
 ) -> None:
     # Like the real archive, the names file sits beside CUB_200_2011/, not inside it.
     names = attribute_names()
-    _write_lines(cub_dir.parent / "attributes.txt", (f"{i} {n}" for i, n in enumerate(names, 1)))
+    write_lines(cub_dir.parent / "attributes.txt", (f"{i} {n}" for i, n in enumerate(names, 1)))
     folder = cub_dir / "attributes"
     folder.mkdir()
-    _write_lines(folder / "certainties.txt", (f"{i} {n}" for i, n in enumerate(CERTAINTIES, 1)))
+    write_lines(folder / "certainties.txt", (f"{i} {n}" for i, n in enumerate(CERTAINTIES, 1)))
     lines = []
     for record in records:
         present = class_attributes(classes[record.class_id - 1]).tolist()
@@ -182,11 +125,7 @@ def _write_attributes(
             f"{record.image_id} {a + 1} {present[a]} {certainty[a]} {seconds[a]:.4f}"
             for a in range(len(names))
         ]
-    _write_lines(folder / "image_attribute_labels.txt", lines)
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    write_lines(folder / "image_attribute_labels.txt", lines)
 
 
 SYNTH_CUB_SPEC = DatasetSpec(
@@ -197,5 +136,6 @@ SYNTH_CUB_SPEC = DatasetSpec(
     ),
     task="retrieval",
     load=lambda root: load_cub(ensure_synth_cub(root)),
+    layout="<data_root>/synth-cub/ in the CUB_200_2011 layout; written on first use",
     recall_at=(1, 2, 4, 8),
 )
