@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -13,6 +14,8 @@ from benchmark.errors import BenchError
 from benchmark.plugins import Registry, load_plugins
 from benchmark.report import (
     ConsoleReporter,
+    data_report,
+    dataset_info,
     evaluations_table,
     listing,
     metrics_table,
@@ -181,6 +184,33 @@ def eval_(
             metrics=wanted,
         )
     click.echo(json.dumps(figures, indent=2) if as_json else metrics_table(figures))
+
+
+@cli.group()
+def data() -> None:
+    """What a dataset is and where it goes (info); whether it is all there (check)."""
+
+
+@data.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Describe dataset NAME: source, expected layout under the data root, split sizes."""
+    click.echo(dataset_info(registry().dataset(name)))
+
+
+@data.command()
+@click.argument("name")
+@click.option("--root", default=None, help="Data root [default: $BENCH_DATA or ~/.cache/...].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(name: str, root: str | None, as_json: bool) -> None:
+    """Verify NAME's layout, annotations and images; exit 0 only when all hold."""
+    from benchmark.data.check import check_dataset
+    from benchmark.data.root import resolve_data_root
+
+    report = check_dataset(registry().dataset(name), resolve_data_root(root))
+    click.echo(json.dumps(asdict(report), indent=2) if as_json else data_report(report))
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from benchmark.hookspecs import hookimpl
 from benchmark.plugins import Registry
+from benchmark.specs import DatasetSpec
 
 SUMMARY_COLUMNS = ("map@r", "r_precision", "map@k")
 
@@ -63,6 +64,32 @@ def metrics_table(figures: dict[str, float]) -> str:
         for name, value in figures.items()
     ]
     return tabulate(rows, headers=["metric", "value"], tablefmt="simple", disable_numparse=True)
+
+
+def dataset_info(spec: DatasetSpec) -> str:
+    lines = [
+        f"{spec.name}: {spec.summary}",
+        f"task: {spec.task}",
+        f"recall@K: {', '.join(map(str, spec.recall_at))}",
+    ]
+    if spec.top_k is not None:
+        lines.append(f"mAP@k: k = {spec.top_k}")
+    lines += [f"source: {spec.url}"] if spec.url else []
+    lines += [f"layout: {spec.layout}"] if spec.layout else []
+    if spec.counts:
+        lines.append("official split: " + ", ".join(f"{k} {v:,}" for k, v in spec.counts.items()))
+    lines += [f"cite: {spec.citation}"] if spec.citation else []
+    return "\n".join(lines)
+
+
+def data_report(report) -> str:
+    counts = ", ".join(f"{key} {value:,}" for key, value in report.counts.items())
+    lines = [f"{report.name}: {counts}", f"split fingerprint: {report.split_fingerprint}"]
+    if report.bad_images:
+        lines.append(f"{len(report.bad_images)} missing or unreadable images:")
+        lines += [f"  {problem}" for problem in report.bad_images]
+    lines.append("ok" if report.ok else "FAILED")
+    return "\n".join(lines)
 
 
 def plugins_table(registry: Registry) -> str:

@@ -56,6 +56,8 @@ class DatasetSpec:
     main_metric: str = "recall@1"
     url: str = ""
     citation: str = ""
+    layout: str = ""  # the files expected under the data root, for `bench data info`
+    counts: Mapping[str, int] = field(default_factory=dict)  # the official split sizes
 
 
 @dataclass(frozen=True)

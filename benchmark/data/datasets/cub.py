@@ -276,9 +276,14 @@ def _nth_data_line(path: Path, row: int) -> tuple[int, str]:
 CUB_SPEC = DatasetSpec(
     name="cub",
     summary="CUB-200-2011 birds, 200 species / 11,788 images; classes 1-100 train, 101-200 test.",
+    layout=(
+        "<data_root>/cub/CUB_200_2011/{images/, images.txt, image_class_labels.txt, "
+        "classes.txt, attributes/image_attribute_labels.txt} and <data_root>/cub/attributes.txt "
+        "(unpack CUB_200_2011.tgz inside <data_root>/cub)"
+    ),
+    counts={"images": 11788, "train": 5864, "query": 5924, "gallery": 5924, "classes": 200},
     task="retrieval",
-    # <data_root>/CUB_200_2011/images.txt, attributes.txt beside CUB_200_2011/ as unpacked.
-    load=lambda root: load_cub(root, expected_counts=CUB_COUNTS),
+    load=lambda root: load_cub(root / "cub", expected_counts=CUB_COUNTS),
     recall_at=(1, 2, 4, 8),
     url=CUB_URL,
     citation=(

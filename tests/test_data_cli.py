@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+from benchmark.data.datasets.synth import SYNTH_CUB_SPEC
+from benchmark.results import split_fingerprint
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_info_describes_source_layout_and_official_split(runner):
+    result = runner.invoke(cli, ["data", "info", "cub"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cub: CUB-200-2011 birds")
+    assert lines[1:3] == ["task: retrieval", "recall@K: 1, 2, 4, 8"]
+    assert lines[4].startswith("layout: <data_root>/cub/CUB_200_2011/{images/, images.txt")
+    assert lines[5] == (
+        "official split: images 11,788, train 5,864, query 5,924, gallery 5,924, classes 200"
+    )
+
+
+def test_info_of_an_unknown_dataset_suggests_names(runner):
+    result = runner.invoke(cli, ["data", "info", "car196"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: Unknown dataset 'car196'. Did you mean 'cars196'")
+
+
+def test_check_reports_counts_and_the_split_fingerprint(runner, data_root):
+    result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(data_root), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    splits = SYNTH_CUB_SPEC.load(data_root)
+    assert report["counts"] == {
+        "train": len(splits.train),
+        "query": len(splits.query),
+        "gallery": len(splits.gallery),
+        "classes": 100,
+        "images": len(splits.train) + len(splits.query),
+    }
+    assert report["split_fingerprint"] == split_fingerprint(splits, data_root)
+    assert report["bad_images"] == []
+
+
+def test_check_lists_missing_and_unreadable_images_and_exits_1(runner, data_root, tmp_path):
+    shutil.copytree(data_root / "synth-cub", tmp_path / "synth-cub")
+    images = sorted((tmp_path / "synth-cub" / "CUB_200_2011" / "images").rglob("*.jpg"))
+    images[0].unlink()
+    images[1].write_bytes(b"not a jpeg")
+    result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[2] == "2 missing or unreadable images:"
+    assert lines[3] == f"  {images[0]}: missing"
+    assert lines[4].startswith(f"  {images[1]}: unreadable (UnidentifiedImageError")
+    assert lines[-1] == "FAILED"
+
+
+def test_check_of_an_absent_dataset_names_the_path(runner, tmp_path):
+    result = runner.invoke(cli, ["data", "check", "cars196", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert str(tmp_path / "cars196") in result.stderr
+    assert "Traceback" not in result.output
