@@ -76,6 +76,11 @@ def cli() -> None:
     show_default=True,
     help="Save the final weights beside the result file, for `bench eval --checkpoint`.",
 )
+@click.option(
+    "--skip-bad-images",
+    is_flag=True,
+    help="Leave unreadable images out (counted in the result) instead of stopping.",
+)
 def run(
     method,
     dataset,
@@ -89,6 +94,7 @@ def run(
     dry_run,
     progress,
     save_checkpoint,
+    skip_bad_images,
 ) -> None:
     """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file."""
     from benchmark.config import build_run_config
@@ -111,7 +117,12 @@ def run(
     from benchmark.engine.run import RunOptions, execute
 
     options = RunOptions(
-        resolve_data_root(data_root), Path(results_dir), device, progress, save_checkpoint
+        resolve_data_root(data_root),
+        Path(results_dir),
+        device,
+        progress,
+        save_checkpoint,
+        skip_bad_images,
     )
     click.echo(
         f"{method} on {dataset}, protocol {protocol}, seed {seed}, "

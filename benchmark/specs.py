@@ -135,9 +135,10 @@ class Batch:
     indices: torch.Tensor
     attributes: torch.Tensor | None = None
     attribute_mask: torch.Tensor | None = None
+    skipped: tuple[int, ...] = ()  # indices of unreadable images left out (--skip-bad-images)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
+        def move(value):
+            return value.to(device, non_blocking=non_blocking) if torch.is_tensor(value) else value
 
         return Batch(*(move(getattr(self, name)) for name in self.__dataclass_fields__))

@@ -33,16 +33,27 @@ def build_transform(data_cfg: Mapping[str, Any], train: bool) -> T.Compose:
 class ImageDataset(torch.utils.data.Dataset):
     """Yields (image, label, index, attributes, attribute_mask) for one split."""
 
-    def __init__(self, images: ImageSet, resize: int, transform: T.Compose, cache: bool) -> None:
+    def __init__(
+        self,
+        images: ImageSet,
+        resize: int,
+        transform: T.Compose,
+        cache: bool,
+        skip_bad: bool = False,
+    ) -> None:
         self.images = images
         self.resize = T.Resize(resize)
         self.transform = transform
         self.cache: dict[int, Image.Image] | None = {} if cache else None
+        self.skip_bad = skip_bad
+        self.skipped: set[int] = set()  # filled by the consumers of batches, see Batch.skipped
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def decoded(self, index: int) -> Image.Image:
+    def decoded(self, index: int) -> Image.Image | None:
+        """The resized RGB image (grayscale and CMYK are converted); None if unreadable and
+        skip_bad is set."""
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         path = self.images.paths[index]
@@ -50,16 +61,22 @@ class ImageDataset(torch.utils.data.Dataset):
             with Image.open(path) as file:
                 image = self.resize(file.convert("RGB"))
         except OSError as error:
+            if self.skip_bad:
+                return None
             raise BenchError(
-                f"Cannot read image {path}: {error}. Re-extract the dataset."
+                f"Cannot read image {path}: {error}. Re-extract the dataset, or pass "
+                f"--skip-bad-images to leave unreadable images out (they are counted)."
             ) from None
         if self.cache is not None:
             self.cache[index] = image
         return image
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, index: int) -> tuple | int:
+        image = self.decoded(index)
+        if image is None:
+            return index  # collate leaves it out and reports it in Batch.skipped
         labels = torch.as_tensor(self.images.labels[index])
-        item = (self.transform(self.decoded(index)), labels, index)
+        item = (self.transform(image), labels, index)
         return item + (_row(self.images.attributes, index), _row(self.images.attribute_mask, index))
 
 
@@ -67,14 +84,22 @@ def _row(array: np.ndarray | None, index: int) -> torch.Tensor | None:
     return None if array is None else torch.as_tensor(array[index])
 
 
-def collate(items: list[tuple]) -> Batch:
-    images, labels, indices, attributes, masks = zip(*items, strict=True)
+def collate(items: list[tuple | int]) -> Batch:
+    skipped = tuple(item for item in items if isinstance(item, int))
+    kept = [item for item in items if not isinstance(item, int)]
+    if not kept:
+        raise BenchError(
+            f"Every image of a batch was unreadable (indices {list(skipped)}): "
+            f"the dataset looks damaged; run `bench data check`."
+        )
+    images, labels, indices, attributes, masks = zip(*kept, strict=True)
     return Batch(
         torch.stack(images),
         torch.stack(labels),
         torch.tensor(indices),
         _stack(attributes),
         _stack(masks),
+        skipped,
     )
 
 

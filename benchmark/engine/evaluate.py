@@ -14,12 +14,14 @@ from benchmark.metrics.tasks import score
 from benchmark.specs import DatasetSpec, ImageSet, MethodSpec, Splits
 
 
-def eval_datasets(splits: Splits, data_cfg: Mapping[str, Any]) -> tuple[ImageDataset, ...]:
+def eval_datasets(
+    splits: Splits, data_cfg: Mapping[str, Any], skip_bad: bool = False
+) -> tuple[ImageDataset, ...]:
     """Query and gallery datasets (one object for `retrieval`), with the evaluation transform."""
     transform = build_transform(data_cfg, train=False)
 
     def dataset(images: ImageSet) -> ImageDataset:
-        return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"])
+        return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"], skip_bad)
 
     query = dataset(splits.query)
     return query, query if splits.gallery is splits.query else dataset(splits.gallery)
@@ -42,6 +44,7 @@ def embed(
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
         labels.append(batch.labels.to(device))
+        dataset.skipped.update(batch.skipped)
     model.train(was_training)
     return torch.cat(vectors), torch.cat(labels)
 

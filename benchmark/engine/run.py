@@ -41,6 +41,7 @@ class RunOptions:
     device: str = "auto"
     progress: bool = True
     save_checkpoint: bool = True
+    skip_bad_images: bool = False
 
 
 @dataclass
@@ -73,9 +74,10 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     state = _train_state(registry, config, splits, device)
-    evaluations = _loop(registry, config, splits, state, options, timer)
+    evaluations, skipped = _loop(registry, config, splits, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
     result = _result(registry, config, splits, options, evaluations, timer, device)
+    result["dataset"]["counts"]["skipped_images"] = skipped
     path = result_path(result, options.results_dir)
     if options.save_checkpoint:
         checkpoint = path.with_suffix(".pt")
@@ -118,12 +120,13 @@ def _loop(
     state: TrainState,
     options: RunOptions,
     timer: Timer,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
+    """Evaluations at epoch 0 and every interval; and how many unreadable images were skipped."""
     protocol, hook = config.protocol, registry.manager.hook
     data_cfg, train_cfg = protocol["data"], protocol["train"]
-    train_set = ImageDataset(
-        splits.train, data_cfg["resize"], build_transform(data_cfg, True), data_cfg["cache"]
-    )
+    transform, skip = build_transform(data_cfg, True), options.skip_bad_images
+    train_set = ImageDataset(splits.train, data_cfg["resize"], transform, data_cfg["cache"], skip)
+    query, gallery = eval_datasets(splits, data_cfg, skip)
     sampler = PKSampler(
         splits.train.labels,
         data_cfg["classes_per_batch"],
@@ -132,7 +135,7 @@ def _loop(
         config.seed,
     )
     loader = train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda")
-    measure = _evaluator(registry, config, splits, state, timer)
+    measure = _evaluator(registry, config, query, gallery, state, timer)
     hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
     evaluations = [measure(0, None)]
     for epoch in range(1, train_cfg["epochs"] + 1):
@@ -144,15 +147,20 @@ def _loop(
         timer.add("train_seconds", started)
         if epoch % protocol["eval"]["every"] == 0 or epoch == train_cfg["epochs"]:
             evaluations.append(measure(epoch, train_logs))
-    return evaluations
+    evaluated = {id(query): query, id(gallery): gallery}.values()
+    return evaluations, len(train_set.skipped) + sum(len(d.skipped) for d in evaluated)
 
 
 def _evaluator(
-    registry: Registry, config: RunConfig, splits: Splits, state: TrainState, timer: Timer
+    registry: Registry,
+    config: RunConfig,
+    query: ImageDataset,
+    gallery: ImageDataset,
+    state: TrainState,
+    timer: Timer,
 ):
-    data_cfg, eval_cfg = config.protocol["data"], config.protocol["eval"]
+    eval_cfg = config.protocol["eval"]
     method, dataset = registry.method(config.method), registry.dataset(config.dataset)
-    query, gallery = eval_datasets(splits, data_cfg)
 
     def measure(epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
         started = time.perf_counter()

@@ -35,6 +35,7 @@ def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[s
         loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False, mininterval=0.5
     )
     for batch in bar:
+        loader.dataset.skipped.update(batch.skipped)
         logs = train_step(state, batch.to(state.device, non_blocking=True))
         for key, value in logs.items():
             totals[key] = totals.get(key, 0.0) + value
