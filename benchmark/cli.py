@@ -224,6 +224,47 @@ def check(name: str, root: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@data.command()
+@click.argument("name", type=click.Choice(["coco"]))
+@click.option(
+    "--annotations",
+    "annotation_files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="instances_train2014.json and instances_val2014.json (repeat the option).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--queries", default=5000, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--train",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training images, drawn from the database.",
+)
+@click.option("--root", default=None, help="Data root; the lists go to <root>/coco/.")
+def prepare(
+    name: str,
+    annotation_files: tuple[Path, ...],
+    seed: int,
+    queries: int,
+    train: int,
+    root: str | None,
+) -> None:
+    """Build NAME's split lists from the official annotation files."""
+    from benchmark.data.datasets.coco import build_coco_split, coco_category_names, write_coco_lists
+    from benchmark.data.root import resolve_data_root
+
+    files = list(annotation_files)
+    target = resolve_data_root(root) / "coco"
+    target.mkdir(exist_ok=True)
+    split = build_coco_split(files, seed=seed, queries=queries, train=train)
+    write_coco_lists(split, target, coco_category_names(files), seed=seed)
+    sizes = ", ".join(f"{part} {len(rows):,}" for part, rows in split.items())
+    click.echo(f"Wrote train.txt, test.txt and database.txt to {target} ({sizes}).")
+
+
 @cli.command()
 def plugins() -> None:
     """List installed plugins, their versions and what each registers."""

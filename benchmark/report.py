@@ -67,11 +67,9 @@ def metrics_table(figures: dict[str, float]) -> str:
 
 
 def dataset_info(spec: DatasetSpec) -> str:
-    lines = [
-        f"{spec.name}: {spec.summary}",
-        f"task: {spec.task}",
-        f"recall@K: {', '.join(map(str, spec.recall_at))}",
-    ]
+    lines = [f"{spec.name}: {spec.summary}", f"task: {spec.task}"]
+    if spec.recall_at:
+        lines.append(f"recall@K: {', '.join(map(str, spec.recall_at))}")
     if spec.top_k is not None:
         lines.append(f"mAP@k: k = {spec.top_k}")
     lines += [f"source: {spec.url}"] if spec.url else []

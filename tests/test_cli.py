@@ -84,7 +84,7 @@ def test_plugins_lists_versions_and_registrations(runner):
     assert lines[3].split(None, 5)[:5] == ["ms", "0.1.0", "entry", "point", "bench_ms"]
     assert lines[3].split()[-3:] == ["methods:", "ms", "ok"]
     assert (
-        "datasets: cub, cars196, inshop, synth-cub, synth-inshop; "
+        "datasets: cub, cars196, inshop, coco, synth-cub, synth-inshop, synth-coco; "
         "backbones: convnet-small, resnet18, resnet50; protocols: cpu-smoke" in lines[2]
     )
 

@@ -69,3 +69,44 @@ def test_check_of_an_absent_dataset_names_the_path(runner, tmp_path):
     assert result.exit_code == 2
     assert str(tmp_path / "cars196") in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_prepare_coco_writes_the_three_lists(runner, tmp_path):
+    annotations = []
+    for part, first in (("train2014", 1), ("val2014", 100)):
+        images = [
+            {"id": i, "file_name": f"COCO_{part}_{i:012d}.jpg"} for i in range(first, first + 6)
+        ]
+        notes = [
+            {"id": i, "image_id": i, "category_id": 1 + i % 2, "iscrowd": 0}
+            for i in range(first, first + 6)
+        ]
+        categories = [{"id": 1, "name": "zebra"}, {"id": 2, "name": "apple"}]
+        path = tmp_path / f"instances_{part}.json"
+        path.write_text(
+            json.dumps({"images": images, "annotations": notes, "categories": categories})
+        )
+        annotations += ["--annotations", str(path)]
+    result = runner.invoke(
+        cli,
+        [
+            "data",
+            "prepare",
+            "coco",
+            *annotations,
+            "--queries",
+            "3",
+            "--train",
+            "4",
+            "--root",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"Wrote train.txt, test.txt and database.txt to {tmp_path / 'coco'}"
+        " (train 4, query 3, database 9).\n"
+    )
+    lines = (tmp_path / "coco" / "test.txt").read_text().splitlines()
+    assert lines[0].startswith("# dmlbench ") and '"categories": ["apple", "zebra"]' in lines[0]
+    assert len(lines) == 4 and all(len(line.split()) == 3 for line in lines[1:])

@@ -120,7 +120,9 @@ def test_unknown_names_get_suggestions(registry):
     with pytest.raises(BenchError) as error:
         registry.dataset("synth_cub")
     assert str(error.value).startswith("Unknown dataset 'synth_cub'. Did you mean 'synth-cub',")
-    assert str(error.value).endswith("Available: cars196, cub, inshop, synth-cub, synth-inshop.")
+    assert str(error.value).endswith(
+        "Available: cars196, coco, cub, inshop, synth-coco, synth-cub, synth-inshop."
+    )
     with pytest.raises(BenchError, match=r"Unknown method plugin 'mss'\. Did you mean 'ms'\?"):
         registry.method("mss")
 
