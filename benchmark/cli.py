@@ -265,6 +265,36 @@ def prepare(
     click.echo(f"Wrote train.txt, test.txt and database.txt to {target} ({sizes}).")
 
 
+@data.command(name="cache")
+@click.argument("name")
+@click.option(
+    "--protocol",
+    default="cpu-smoke",
+    show_default=True,
+    help="Its data.resize and data.crop decide what is stored.",
+)
+@click.option("--root", default=None, help="Data root [default: $BENCH_DATA or ~/.cache/...].")
+@click.option("--force", is_flag=True, help="Rebuild even when a valid cache exists.")
+def cache(name: str, protocol: str, root: str | None, force: bool) -> None:
+    """Decode and resize NAME's images once into uint8 arrays that runs then use."""
+    import time
+
+    from benchmark.config import resolve_protocol
+    from benchmark.data.prepared import prepare_dataset
+    from benchmark.data.root import resolve_data_root
+
+    loaded, data_root = registry(), resolve_data_root(root)
+    data_cfg = resolve_protocol(loaded, protocol)["data"]
+    started = time.perf_counter()
+    splits = loaded.dataset(name).load(data_root)
+    paths = prepare_dataset(splits, data_root, name, data_cfg["resize"], data_cfg["crop"], force)
+    click.echo(
+        f"Prepared {name} at {data_cfg['resize']} px in "
+        f"{time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{split} -> {path}" for split, path in paths.items())
+    )
+
+
 @cli.command()
 def plugins() -> None:
     """List installed plugins, their versions and what each registers."""

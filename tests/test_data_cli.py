@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import cli
+from benchmark.config import build_run_config
 from benchmark.data.datasets.synth import SYNTH_CUB_SPEC
+from benchmark.engine.run import RunOptions, execute
 from benchmark.results import split_fingerprint
 
 
@@ -110,3 +112,21 @@ def test_prepare_coco_writes_the_three_lists(runner, tmp_path):
     lines = (tmp_path / "coco" / "test.txt").read_text().splitlines()
     assert lines[0].startswith("# dmlbench ") and '"categories": ["apple", "zebra"]' in lines[0]
     assert len(lines) == 4 and all(len(line.split()) == 3 for line in lines[1:])
+
+
+def test_a_prepared_cache_is_used_and_evaluates_like_the_plain_pipeline(
+    runner, registry, data_root, tmp_path
+):
+    shutil.copytree(data_root / "synth-cub", tmp_path / "synth-cub")
+    fast = ("train.epochs=1", "train.iterations_per_epoch=2", "data.classes_per_batch=4")
+    config = build_run_config(registry, method="ms", dataset="synth-cub", overrides=fast)
+    options = RunOptions(tmp_path, tmp_path / "results", "cpu", False, False)
+    plain, _ = execute(registry, config, options)
+    result = runner.invoke(cli, ["data", "cache", "synth-cub", "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Prepared synth-cub at 64 px in ")
+    assert (tmp_path / ".prepared" / "synth-cub" / "resize64" / "train" / "images.npy").exists()
+    prepared, _ = execute(registry, config, options)
+    assert (plain["dataset"]["pipeline"], prepared["dataset"]["pipeline"]) == ("plain", "prepared")
+    assert prepared["evaluations"][0]["metrics"] == plain["evaluations"][0]["metrics"]
+    assert prepared["evaluations"][1]["train"]["loss"] > 0

@@ -8,39 +8,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.data.loading import ImageDataset, build_transform, eval_loader
+from benchmark.data.loading import eval_loader
+from benchmark.data.pipeline import batches
 from benchmark.engine.precision import autocast
 from benchmark.metrics.tasks import score
-from benchmark.specs import DatasetSpec, ImageSet, MethodSpec, Splits
-
-
-def eval_datasets(
-    splits: Splits, data_cfg: Mapping[str, Any], skip_bad: bool = False
-) -> tuple[ImageDataset, ...]:
-    """Query and gallery datasets (one object for `retrieval`), with the evaluation transform."""
-    transform = build_transform(data_cfg, train=False)
-
-    def dataset(images: ImageSet) -> ImageDataset:
-        return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"], skip_bad)
-
-    query = dataset(splits.query)
-    return query, query if splits.gallery is splits.query else dataset(splits.gallery)
+from benchmark.specs import DatasetSpec, MethodSpec
 
 
 @torch.no_grad()
 def embed(
     model: nn.Module,
-    dataset: ImageDataset,
+    dataset: torch.utils.data.Dataset,
     output: str,
     batch_size: int,
     device: torch.device,
     amp: bool,
+    data_cfg: Mapping[str, Any],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(outputs[output] for every image in order, labels), both on `device`, float32."""
     was_training = model.training
     model.eval()
     vectors, labels = [], []
-    for batch in eval_loader(dataset, batch_size, 0, device.type == "cuda"):
+    loader = eval_loader(dataset, batch_size, 0, device.type == "cuda")
+    for batch in batches(loader, data_cfg, False, device):
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
         labels.append(batch.labels.to(device))
@@ -51,11 +41,12 @@ def embed(
 
 def evaluate(
     model: nn.Module,
-    query: ImageDataset,
-    gallery: ImageDataset,
+    query: torch.utils.data.Dataset,
+    gallery: torch.utils.data.Dataset,
     *,
     dataset: DatasetSpec,
     method: MethodSpec,
+    data_cfg: Mapping[str, Any],
     batch_size: int,
     block_size: int,
     device: torch.device,
@@ -63,12 +54,14 @@ def evaluate(
     metrics: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Metrics of `model` on query against gallery (the same object for `retrieval`)."""
-    query_vectors, query_labels = embed(model, query, method.eval_output, batch_size, device, amp)
+    query_vectors, query_labels = embed(
+        model, query, method.eval_output, batch_size, device, amp, data_cfg
+    )
     if gallery is query:
         gallery_vectors, gallery_labels = query_vectors, query_labels
     else:
         gallery_vectors, gallery_labels = embed(
-            model, gallery, method.eval_output, batch_size, device, amp
+            model, gallery, method.eval_output, batch_size, device, amp, data_cfg
         )
     return score(
         dataset.task, query_vectors, gallery_vectors, query_labels, gallery_labels,

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmark.data.pipeline import build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
-from benchmark.engine.evaluate import eval_datasets, evaluate
+from benchmark.engine.evaluate import evaluate
 from benchmark.engine.run import pick_device
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
@@ -50,9 +51,10 @@ def rescore(
             f"(was a plugin changed since?): {error}"
         ) from None
     torch_device = pick_device(device)
-    query, gallery = eval_datasets(dataset.load(data_root), protocol["data"])
+    pipeline = build_pipeline(dataset.load(data_root), protocol["data"], data_root, dataset.name)
     figures = evaluate(
-        model.to(torch_device), query, gallery, dataset=dataset, method=method,
+        model.to(torch_device), pipeline.query, pipeline.gallery, dataset=dataset, method=method,
+        data_cfg=protocol["data"],
         batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
         device=torch_device, amp=protocol["train"]["amp"], metrics=metrics,
     )  # fmt: skip

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.data.loading import ImageDataset, build_transform, train_loader
+from benchmark.data.loading import train_loader
+from benchmark.data.pipeline import batches, build_pipeline
 from benchmark.data.samplers import PKSampler
 from benchmark.engine.checkpoint import save_checkpoint
-from benchmark.engine.evaluate import eval_datasets, evaluate
+from benchmark.engine.evaluate import evaluate
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
 from benchmark.engine.train import TrainState, train_epoch
@@ -74,10 +75,11 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     state = _train_state(registry, config, splits, device)
-    evaluations, skipped = _loop(registry, config, splits, state, options, timer)
+    evaluations, data_use = _loop(registry, config, splits, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
     result = _result(registry, config, splits, options, evaluations, timer, device)
-    result["dataset"]["counts"]["skipped_images"] = skipped
+    result["dataset"]["counts"]["skipped_images"] = data_use["skipped_images"]
+    result["dataset"]["pipeline"] = data_use["pipeline"]
     path = result_path(result, options.results_dir)
     if options.save_checkpoint:
         checkpoint = path.with_suffix(".pt")
@@ -120,13 +122,15 @@ def _loop(
     state: TrainState,
     options: RunOptions,
     timer: Timer,
-) -> tuple[list[dict[str, Any]], int]:
-    """Evaluations at epoch 0 and every interval; and how many unreadable images were skipped."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Evaluations at epoch 0 and every interval; the image pipeline used and how many
+    unreadable images it skipped."""
     protocol, hook = config.protocol, registry.manager.hook
     data_cfg, train_cfg = protocol["data"], protocol["train"]
-    transform, skip = build_transform(data_cfg, True), options.skip_bad_images
-    train_set = ImageDataset(splits.train, data_cfg["resize"], transform, data_cfg["cache"], skip)
-    query, gallery = eval_datasets(splits, data_cfg, skip)
+    pipeline = build_pipeline(
+        splits, data_cfg, options.data_root, config.dataset, options.skip_bad_images
+    )
+    train_set, query, gallery = pipeline.train, pipeline.query, pipeline.gallery
     sampler = PKSampler(
         splits.train.labels,
         data_cfg["classes_per_batch"],
@@ -134,7 +138,10 @@ def _loop(
         train_cfg["iterations_per_epoch"],
         config.seed,
     )
-    loader = train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda")
+    loader = batches(
+        train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda"),
+        data_cfg, True, state.device, torch.Generator().manual_seed(config.seed),
+    )  # fmt: skip
     measure = _evaluator(registry, config, query, gallery, state, timer)
     hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
     evaluations = [measure(0, None)]
@@ -148,14 +155,15 @@ def _loop(
         if epoch % protocol["eval"]["every"] == 0 or epoch == train_cfg["epochs"]:
             evaluations.append(measure(epoch, train_logs))
     evaluated = {id(query): query, id(gallery): gallery}.values()
-    return evaluations, len(train_set.skipped) + sum(len(d.skipped) for d in evaluated)
+    skipped = len(train_set.skipped) + sum(len(d.skipped) for d in evaluated)
+    return evaluations, {"pipeline": pipeline.name, "skipped_images": skipped}
 
 
 def _evaluator(
     registry: Registry,
     config: RunConfig,
-    query: ImageDataset,
-    gallery: ImageDataset,
+    query: torch.utils.data.Dataset,
+    gallery: torch.utils.data.Dataset,
     state: TrainState,
     timer: Timer,
 ):
@@ -167,7 +175,7 @@ def _evaluator(
         metrics = evaluate(
             state.model, query, gallery, dataset=dataset, method=method,
             batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
-            device=state.device, amp=state.amp,
+            data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
         )  # fmt: skip
         timer.add("eval_seconds", started)
         entry = {"epoch": epoch, "iteration": state.iteration, "split": "test", "metrics": metrics}

@@ -1,0 +1,68 @@
+"""Which image pipeline a run uses: the prepared uint8 cache when it is present and valid for
+the protocol (`bench data cache`), else decoding with PIL and torchvision transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.data.loading import ImageDataset, build_transform
+from benchmark.data.prepared import AugmentedLoader, PreparedDataset, prepared_splits
+from benchmark.specs import ImageSet, Splits
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Datasets of one run; `gallery is query` for the retrieval task."""
+
+    name: str  # "prepared" or "plain"
+    train: torch.utils.data.Dataset
+    query: torch.utils.data.Dataset
+    gallery: torch.utils.data.Dataset
+
+
+def build_pipeline(
+    splits: Splits,
+    data_cfg: Mapping[str, Any],
+    data_root: Path,
+    dataset: str,
+    skip_bad: bool = False,
+) -> Pipeline:
+    prepared = prepared_splits(splits, data_root, dataset, data_cfg["resize"], data_cfg["crop"])
+    if prepared is None:
+        train_transform, eval_transform = (
+            build_transform(data_cfg, True),
+            build_transform(data_cfg, False),
+        )
+
+        def make(images: ImageSet, transform) -> ImageDataset:
+            return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"], skip_bad)
+
+        query = make(splits.query, eval_transform)
+        gallery = query if splits.gallery is splits.query else make(splits.gallery, eval_transform)
+        return Pipeline("plain", make(splits.train, train_transform), query, gallery)
+    train = PreparedDataset(splits.train, prepared["train"], skip_bad)
+    query = PreparedDataset(splits.query, prepared["query"], skip_bad)
+    gallery = (
+        query
+        if splits.gallery is splits.query
+        else PreparedDataset(splits.gallery, prepared["gallery"], skip_bad)
+    )
+    return Pipeline("prepared", train, query, gallery)
+
+
+def batches(
+    loader: torch.utils.data.DataLoader,
+    data_cfg: Mapping[str, Any],
+    train: bool,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> Iterable:
+    """The loader's batches as model inputs: prepared uint8 images are augmented on `device`."""
+    if isinstance(loader.dataset, PreparedDataset):
+        return AugmentedLoader(loader, data_cfg, train, device, generator)
+    return loader
