@@ -14,6 +14,7 @@ from benchmark.data.datasets.cars196 import (
     CARS196_SPEC,
     CARS_COUNTS,
     CARS_NUM_CLASSES,
+    class_model,
     load_cars196,
     parse_class_name,
 )
@@ -54,7 +55,15 @@ DEVKIT_IMAGES = (
 LABELS = [label for _, _, label in DEVKIT_IMAGES]
 TRAIN_ROWS = [row for row, label in enumerate(LABELS) if label <= 3]
 TEST_ROWS = [row for row, label in enumerate(LABELS) if label > 3]
-ATTRIBUTE_NAMES = (
+MODELS = {
+    1: "AM General Hummer",
+    2: "Acura TL Type-S",
+    3: "Chevrolet Silverado 1500 Extended",
+    4: "Ram C/V Cargo Van",
+    5: "smart fortwo",
+    6: "Ford Ranger",
+}
+CLASS_ATTRIBUTE_NAMES = (
     "make::AM General",
     "make::Acura",
     "make::Chevrolet",
@@ -70,6 +79,7 @@ ATTRIBUTE_NAMES = (
     "year::2011",
     "year::2012",
 )
+ATTRIBUTE_NAMES = CLASS_ATTRIBUTE_NAMES + tuple(f"model::{m}" for m in sorted(MODELS.values()))
 
 
 def original_name(row: int) -> str:
@@ -234,7 +244,8 @@ def test_attributes_and_mask_follow_the_class(original_root: Path) -> None:
             image_set.attributes, image_set.attribute_mask, image_set.labels, strict=True
         ):
             make, body, year = PARSED[int(label)]
-            on = {f"make::{make}", f"year::{year}"} | ({f"body::{body}"} if body else set())
+            on = {f"make::{make}", f"year::{year}", f"model::{MODELS[int(label)]}"}
+            on |= {f"body::{body}"} if body else set()
             assert values.tolist() == [float(name in on) for name in ATTRIBUTE_NAMES]
             expected_known = [not (is_body and body is None) for is_body in body_columns]
             assert known.tolist() == expected_known
@@ -377,3 +388,9 @@ def test_spec_reads_the_cars196_folder_of_the_data_root(tmp_path: Path) -> None:
     names_path = tmp_path / "cars196" / "cars_annos.mat"
     assert str(error.value).startswith(f"{names_path}: lists 6 class names, expected 196")
     assert CARS196_SPEC.name == "cars196" and CARS196_SPEC.task == "retrieval"
+
+
+@pytest.mark.parametrize(("label", "name"), list(enumerate(CLASS_NAMES, start=1)))
+def test_model_is_the_words_between_make_and_body_type(label: int, name: str) -> None:
+    make = PARSED[label][0]
+    assert f"{make} {class_model(name)}" == MODELS[label]

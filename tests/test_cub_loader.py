@@ -173,3 +173,30 @@ def test_expected_counts_mismatch_says_found_and_expected(cub_root: Path) -> Non
     message = str(error.value)
     assert "found 13 images (7 train / 6 test), expected 11,788 (5,864 / 5,924)" in message
     assert "CUB-200 (2010) has 6,033 images" in message
+
+
+def test_certainty_threshold_decides_which_values_are_known(cub_root: Path) -> None:
+    everything = load_cub(cub_root, min_certainty=1)
+    assert everything.train.attribute_mask.all() and everything.query.attribute_mask.all()
+    definite = load_cub(cub_root, min_certainty=4)
+    assert not definite.train.attribute_mask[0, 0]  # image 2, attribute 1 is "not visible"
+    assert definite.train.attribute_mask.sum() == 7 * 3 - 2  # (2, 1) and (7, 3) are train
+
+
+def test_class_level_attributes_binarise_the_continuous_table(cub_root: Path) -> None:
+    table = cub_root / "CUB_200_2011" / "attributes" / "class_attribute_labels_continuous.txt"
+    # class c has attribute a present for more than 50 % of annotators when (c + a) is even
+    table.write_text(
+        "".join(
+            " ".join("75.0" if (c + a) % 2 == 0 else "50.0" for a in range(1, 4)) + "\n"
+            for c in range(1, 7)
+        )
+    )
+    splits = load_cub(cub_root, attributes="class")
+    for image_set, ids in ((splits.train, TRAIN_IDS), (splits.query, TEST_IDS)):
+        expected = [[float((CLASS_OF[i] + a) % 2 == 0) for a in range(1, 4)] for i in ids]
+        assert image_set.attributes.tolist() == expected
+        assert image_set.attribute_mask.all()
+    table.unlink()
+    with pytest.raises(BenchError, match="class_attribute_labels_continuous.txt not found"):
+        load_cub(cub_root, attributes="class")

@@ -61,7 +61,8 @@ def load_cars196(
             f"{FIX}"
         )
     parsed = [_parse(names_path, index, name) for index, name in enumerate(class_names, start=1)]
-    attribute_names, class_attributes, class_mask = attribute_table(parsed)
+    models = [class_model(name) for name in class_names]
+    attribute_names, class_attributes, class_mask = attribute_table(parsed, models)
     records = sorted(records, key=lambda record: _folder_and_name(record[0]))
     paths = np.array([root / record[0] for record in records], dtype=object)
     labels = np.array([record[1] for record in records], dtype=np.int64)
@@ -117,12 +118,21 @@ def parse_class_name(name: str) -> tuple[str, str | None, int]:
     return make or tokens[0], body if body in BODY_TYPES else None, int(year)
 
 
+def class_model(name: str) -> str:
+    """The model: the words between the make and the body type (or the year, without one),
+    e.g. "S4" of "Audi S4 Sedan 2012", "Silverado 1500 Extended" of "... Extended Cab 2012"."""
+    make, body, _ = parse_class_name(name)
+    words = name.split()[len(make.split()) : -1]
+    return " ".join(words[:-1] if body is not None else words)
+
+
 def attribute_table(
-    parsed: list[tuple[str, str | None, int]],
+    parsed: list[tuple[str, str | None, int]], models: list[str] | None = None
 ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """(names, (C, A) one-hot values, (C, A) known mask), one row per class, from parsed names.
 
-    Only values that occur get a column: makes and years sorted, body types in BODY_TYPES order.
+    Only values that occur get a column: makes and years sorted, body types in BODY_TYPES order,
+    then the models (sorted; `model::<make> <model>`, since one model spans several years).
     """
     makes = sorted({make for make, _, _ in parsed})
     present_bodies = {body for _, body, _ in parsed}
@@ -143,7 +153,16 @@ def attribute_table(
             mask[row, body_columns] = False
         else:
             values[row, column[f"body::{body}"]] = 1
-    return names, values, mask
+    if models is None:
+        return names, values, mask
+    keys = [f"model::{make} {model}" for (make, _, _), model in zip(parsed, models, strict=True)]
+    columns = sorted(set(keys))
+    one_hot = np.array([[key == c for c in columns] for key in keys], dtype=np.float32)
+    return (
+        names + tuple(columns),
+        np.hstack([values, one_hot]),
+        np.hstack([mask, np.ones(one_hot.shape, dtype=bool)]),
+    )
 
 
 def _parse(path: Path, index: int, name: str) -> tuple[str, str | None, int]:

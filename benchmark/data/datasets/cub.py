@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -12,7 +13,6 @@ from benchmark.specs import DatasetSpec, ImageSet, Splits
 
 CUB_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
 CUB_COUNTS = (11788, 5864, 5924)
-NOT_VISIBLE = 1  # certainty_id 1 in attributes/certainties.txt
 FIX = "Fix or re-extract the file."
 ATTRIBUTE_LINE = "<image_id> <attribute_id> <is_present> <certainty_id> [<time> ...]"
 CERTAINTY_IDS = (1, 2, 3, 4)
@@ -31,22 +31,34 @@ def find_cub_dir(root: Path) -> Path:
     )
 
 
-def load_cub(root: Path, expected_counts: tuple[int, int, int] | None = None) -> Splits:
+def load_cub(
+    root: Path,
+    expected_counts: tuple[int, int, int] | None = None,
+    *,
+    attributes: Literal["image", "class"] = "image",
+    min_certainty: int = 2,
+) -> Splits:
     """Read CUB and split it by class: the first half of the sorted class ids train, the rest test.
 
     expected_counts: (total, train, test) image counts to assert, e.g. CUB_COUNTS.
+    attributes: "image" = each image's own is_present, known where its certainty_id is at least
+    `min_certainty` (1 not visible, 2 guessing, 3 probably, 4 definitely; the default 2 masks
+    only "not visible"); "class" = the class-level binarisation common in the literature,
+    present where class_attribute_labels_continuous.txt gives more than 50 (% of annotators),
+    every value known.
     """
     cub_dir = find_cub_dir(root)
     image_ids, relative_paths, labels = _read_image_table(cub_dir)
-    attribute_names, attributes, mask = _read_attributes(cub_dir, image_ids)
+    attribute_names, values, mask = _read_attributes(cub_dir, image_ids, min_certainty)
+    if attributes == "class" and attribute_names:
+        values, mask = _class_attributes(cub_dir, labels, len(attribute_names))
     # train_test_split.txt is the classification split (classes shared between its halves),
     # so it is deliberately not read: the DML protocol splits by class.
     class_ids = np.unique(labels)
     in_train = np.isin(labels, class_ids[: len(class_ids) // 2])
     paths = np.array([cub_dir / "images" / relative for relative in relative_paths], dtype=object)
     train, test = (
-        _subset(np.flatnonzero(rows), paths, labels, attributes, mask)
-        for rows in (in_train, ~in_train)
+        _subset(np.flatnonzero(rows), paths, labels, values, mask) for rows in (in_train, ~in_train)
     )
     if expected_counts is not None:
         _check_counts(cub_dir, (len(labels), len(train), len(test)), expected_counts)
@@ -162,8 +174,32 @@ def _bad_line(path: Path, line_no: int, expected: str, got: str, why: str = "") 
 # --- attributes ------------------------------------------------------------------------------
 
 
+def _class_attributes(
+    cub_dir: Path, labels: np.ndarray, num_attributes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class attributes (> 50 % of annotators), rows in class-id order, given to each image."""
+    path = cub_dir / "attributes" / "class_attribute_labels_continuous.txt"
+    if not path.is_file():
+        raise BenchError(
+            f"{path} not found: class-level attributes need it. Re-extract "
+            f"CUB_200_2011.tgz, or use the per-image attributes."
+        )
+    try:
+        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise BenchError(f"{path}: expected rows of {num_attributes} numbers: {error}") from None
+    class_ids = np.unique(labels)
+    if table.shape[1] != num_attributes or len(table) < class_ids.max():
+        raise BenchError(
+            f"{path}: expected one row per class ({class_ids.max()}) of "
+            f"{num_attributes} values, found {table.shape[0]} x {table.shape[1]}."
+        )
+    values = (table[labels - 1] > 50).astype(np.float32)
+    return values, np.ones(values.shape, dtype=bool)
+
+
 def _read_attributes(
-    cub_dir: Path, image_ids: np.ndarray
+    cub_dir: Path, image_ids: np.ndarray, min_certainty: int = 2
 ) -> tuple[tuple[str, ...], np.ndarray | None, np.ndarray | None]:
     """(names, (N, A) is_present, (N, A) known mask), rows aligned with `image_ids`."""
     values_path = cub_dir / "attributes" / "image_attribute_labels.txt"
@@ -180,7 +216,7 @@ def _read_attributes(
     # An (image, attribute) pair with no row stays unknown, like a "not visible" one.
     mask = np.zeros(attributes.shape, dtype=bool)
     attributes[image_rows, columns] = rows[:, 2]
-    mask[image_rows, columns] = rows[:, 3] != NOT_VISIBLE
+    mask[image_rows, columns] = rows[:, 3] >= min_certainty
     return tuple(str(names[key][1]).strip() for key in attribute_ids.tolist()), attributes, mask
 
 
