@@ -15,7 +15,7 @@ import jsonschema
 
 from benchmark.errors import BenchError
 from benchmark.plugins import Registry, suggest
-from benchmark.specs import MethodSpec
+from benchmark.specs import DatasetSpec, MethodSpec
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 FIXED_PROTOCOL_KEYS = ("name", "version", "kind", "summary")
@@ -120,13 +120,25 @@ def build_run_config(
             f"{_datasets_for(registry, method_spec)}."
         )
     resolved = resolve_protocol(registry, protocol)
+    resolved["data"].setdefault("dataset_options", {})
     preset_name, hparams = _preset(method_spec, preset)
     for item in overrides:
         _apply_override(item, resolved, hparams, method_spec)
     validate(resolved, load_schema("protocol.schema.json"), "protocol after --set")
     validate(hparams, dict(method_spec.hparam_schema), f"hyper-parameters of method '{method}'")
+    _check_dataset_options(dataset_spec, resolved["data"]["dataset_options"])
     registry.backbone(resolved["model"]["backbone"])
     return RunConfig(method, preset_name, hparams, dataset, resolved, seed, tuple(overrides))
+
+
+def _check_dataset_options(spec: DatasetSpec, options: dict[str, Any]) -> None:
+    if options and not spec.options_schema:
+        raise BenchError(
+            f"Dataset '{spec.name}' takes no options, but data.dataset_options "
+            f"sets {', '.join(sorted(options))}."
+        )
+    if spec.options_schema:
+        validate(options, dict(spec.options_schema), f"data.dataset_options of '{spec.name}'")
 
 
 def _datasets_for(registry: Registry, spec: MethodSpec) -> str:
@@ -164,7 +176,9 @@ def _protocol_slot(key: str, protocol: dict[str, Any], spec: MethodSpec) -> tupl
     node: Any = protocol
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
-    known_leaf = isinstance(node, dict) and (leaf in node or _schema_allows(key))
+    # dataset_options are checked against the dataset's own schema afterwards
+    free = key.startswith("data.dataset_options.") and len(parents) == 2
+    known_leaf = isinstance(node, dict) and (leaf in node or free or _schema_allows(key))
     if not known_leaf or key in FIXED_PROTOCOL_KEYS or isinstance(node.get(leaf), dict):
         choices = [
             *_leaf_paths(protocol),

@@ -45,12 +45,13 @@ class Splits:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset: `load(data_root)` finds (synthetic data: writes) its files, returns Splits."""
+    """A dataset: `load(data_root, **options)` finds (synthetic data: writes) its files and
+    returns Splits."""
 
     name: str
     summary: str
     task: Task
-    load: Callable[[Path], Splits]
+    load: Callable[..., Splits]
     recall_at: tuple[int, ...] = (1, 2, 4, 8)
     top_k: int | None = None  # hashing: mAP over the top_k ranked items; None = all
     main_metric: str = "recall@1"
@@ -58,6 +59,9 @@ class DatasetSpec:
     citation: str = ""
     layout: str = ""  # the files expected under the data root, for `bench data info`
     counts: Mapping[str, int] = field(default_factory=dict)  # the official split sizes
+    # JSON schema of the keyword options `load` accepts (`load(root, **options)`), set by a
+    # protocol's data.dataset_options; empty: the dataset takes none.
+    options_schema: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

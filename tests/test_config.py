@@ -148,3 +148,21 @@ def test_task_mismatch_is_explained():
         "Method 'hash-only' supports the tasks hashing, but "
         "dataset 'synth-cub' is a 'retrieval' dataset."
     )
+
+
+def test_dataset_options_are_checked_against_the_dataset_schema(registry):
+    resolved = config(registry, "data.dataset_options.min_certainty=3")
+    assert resolved.protocol["data"]["dataset_options"] == {"min_certainty": 3}
+    assert config(registry).protocol["data"]["dataset_options"] == {}
+    with pytest.raises(BenchError) as error:
+        config(registry, "data.dataset_options.attributes=class")
+    assert str(error.value) == (
+        "data.dataset_options of 'synth-cub': invalid value at '(top level)': Additional "
+        "properties are not allowed ('attributes' was unexpected)"
+    )
+    with pytest.raises(
+        BenchError, match="Dataset 'cars196' takes no options, but data.dataset_options sets x."
+    ):
+        build_run_config(
+            registry, method="ms", dataset="cars196", overrides=["data.dataset_options.x=1"]
+        )

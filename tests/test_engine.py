@@ -127,3 +127,13 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
         "fingerprint, model: it was not written by `bench run`.",
     ):
         load_checkpoint(path)
+
+
+def test_dataset_options_reach_the_loader(registry, data_root):
+    from benchmark.engine.run import load_splits
+
+    spec = registry.dataset("synth-cub")
+    strict = load_splits(spec, {"data": {"dataset_options": {"min_certainty": 4}}}, data_root)
+    loose = load_splits(spec, {"data": {"dataset_options": {"min_certainty": 1}}}, data_root)
+    assert loose.train.attribute_mask.all()
+    assert strict.train.attribute_mask.sum() < loose.train.attribute_mask.sum()

@@ -9,7 +9,7 @@ from typing import Any
 from benchmark.data.pipeline import build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
-from benchmark.engine.run import pick_device
+from benchmark.engine.run import load_splits, pick_device
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
@@ -51,7 +51,8 @@ def rescore(
             f"(was a plugin changed since?): {error}"
         ) from None
     torch_device = pick_device(device)
-    pipeline = build_pipeline(dataset.load(data_root), protocol["data"], data_root, dataset.name)
+    splits = load_splits(dataset, protocol, data_root)
+    pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name)
     figures = evaluate(
         model.to(torch_device), pipeline.query, pipeline.gallery, dataset=dataset, method=method,
         data_cfg=protocol["data"],

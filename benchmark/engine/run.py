@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from benchmark.results import (
     utc_now,
     write_result,
 )
-from benchmark.specs import BuildContext, Splits
+from benchmark.specs import BuildContext, DatasetSpec, Splits
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def load_splits(spec: DatasetSpec, protocol: Mapping[str, Any], data_root: Path) -> Splits:
+    """The dataset's splits, with the loader options the protocol sets."""
+    return spec.load(data_root, **protocol["data"].get("dataset_options", {}))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -71,7 +77,7 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     """Train and evaluate as `config` says; write and return the result file."""
     start, timer = time.perf_counter(), Timer()
     device = pick_device(options.device)
-    splits = registry.dataset(config.dataset).load(options.data_root)
+    splits = load_splits(registry.dataset(config.dataset), config.protocol, options.data_root)
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     state = _train_state(registry, config, splits, device)

@@ -31,6 +31,16 @@ def find_cub_dir(root: Path) -> Path:
     )
 
 
+ATTRIBUTE_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "attributes": {"enum": ["image", "class"], "description": "per-image or class-level"},
+        "min_certainty": {"type": "integer", "minimum": 1, "maximum": 4},
+    },
+}
+
+
 def load_cub(
     root: Path,
     expected_counts: tuple[int, int, int] | None = None,
@@ -319,7 +329,8 @@ CUB_SPEC = DatasetSpec(
     ),
     counts={"images": 11788, "train": 5864, "query": 5924, "gallery": 5924, "classes": 200},
     task="retrieval",
-    load=lambda root: load_cub(root / "cub", expected_counts=CUB_COUNTS),
+    load=lambda root, **options: load_cub(root / "cub", expected_counts=CUB_COUNTS, **options),
+    options_schema=ATTRIBUTE_OPTIONS,
     recall_at=(1, 2, 4, 8),
     url=CUB_URL,
     citation=(

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.data.datasets.cub import load_cub
+from benchmark.data.datasets.cub import ATTRIBUTE_OPTIONS, load_cub
 from benchmark.data.datasets.generated import ensure_generated, marker_text, write_lines
 from benchmark.data.datasets.scenes import (
     SceneClass,
@@ -135,7 +135,12 @@ SYNTH_CUB_SPEC = DatasetSpec(
         "attributes; classes 1-50 train, 51-100 test. Generated on first use."
     ),
     task="retrieval",
-    load=lambda root: load_cub(ensure_synth_cub(root)),
+    load=lambda root, **options: load_cub(ensure_synth_cub(root), **options),
+    # No class-level table is generated, so only the per-image certainty threshold applies.
+    options_schema={
+        **ATTRIBUTE_OPTIONS,
+        "properties": {"min_certainty": ATTRIBUTE_OPTIONS["properties"]["min_certainty"]},
+    },
     layout="<data_root>/synth-cub/ in the CUB_200_2011 layout; written on first use",
     recall_at=(1, 2, 4, 8),
 )
