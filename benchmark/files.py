@@ -21,3 +21,14 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(handle.name)
             raise
     os.replace(handle.name, path)
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether a process with this id exists: a live writer's temp file is not stale."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True

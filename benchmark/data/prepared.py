@@ -33,7 +33,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from benchmark.errors import BenchError
-from benchmark.files import write_atomically
+from benchmark.files import process_is_running, write_atomically
 from benchmark.specs import Batch, ImageSet, Splits
 
 FORMAT_VERSION = 1  # bump whenever the stored pixels or the manifest change
@@ -209,18 +209,8 @@ def _remove_stale_temps(folder: Path) -> None:
     """Delete temporary arrays left by processes that died."""
     for temp in folder.glob(f".{ARRAY_NAME}.*.tmp"):
         pid = temp.name.split(".")[-2]
-        if not pid.isdigit() or not _is_running(int(pid)):
+        if not pid.isdigit() or not process_is_running(int(pid)):
             temp.unlink(missing_ok=True)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
 
 
 # --- reading -----------------------------------------------------------------------------------

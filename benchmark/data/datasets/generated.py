@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmark.errors import BenchError
+from benchmark.files import process_is_running
 
 
 def marker_text(name: str, version: str, seed: int) -> str:
@@ -84,15 +85,5 @@ def _remove_stale_temps(data_root: Path, name: str) -> None:
     """Delete temp dirs left by generators that died (ours included, from an earlier pid)."""
     for temp in data_root.glob(f"{name}.tmp-*"):
         pid = temp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _is_running(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or not process_is_running(int(pid)):
             shutil.rmtree(temp, ignore_errors=True)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
