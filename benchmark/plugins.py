@@ -109,7 +109,8 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
 
 def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
     """Entry points of group dmlbench, filtered by $BENCH_PLUGINS (comma list; empty = none)."""
-    found = list(importlib.metadata.entry_points(group=hookspecs.PROJECT))
+    # Sorted, so that registration order (and so which of two duplicates wins) is stable.
+    found = sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
     wanted = os.environ.get("BENCH_PLUGINS")
     if wanted is None:
         return found
