@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 os.environ["BENCH_OFFLINE"] = "1"
-os.environ["BENCH_PLUGINS"] = "ms"
+os.environ["BENCH_PLUGINS"] = "ms,pddm"
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry
     [
         (
             ["--plugin", "mss", "--dataset", "synth-cub"],
-            "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: ms.\n",
+            "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: ms, pddm.\n",
         ),
         (
             ["--plugin", "ms", "--dataset", "synth-cub", "--protocol", "smoke"],

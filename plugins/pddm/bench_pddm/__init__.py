@@ -1,0 +1,121 @@
+"""dmlbench plugin: PDDM, "Local Similarity-Aware Deep Feature Embedding" (NIPS 2016)."""
+
+from __future__ import annotations
+
+from bench_pddm.loss import PDDMLoss, double_header_hinge
+from bench_pddm.mining import hard_quadruplets
+from bench_pddm.unit import PDDMUnit
+from benchmark.hookspecs import hookimpl
+from benchmark.specs import BuildContext, MethodSpec, Paper, Reported
+
+__all__ = [
+    "PDDM_SPEC",
+    "PDDMLoss",
+    "PDDMUnit",
+    "bench_methods",
+    "double_header_hinge",
+    "hard_quadruplets",
+]
+
+# There is no official code. alpha, beta and lambda are those of the third-party
+# vadimkantorov/metriclearningbench (model.py, class Pddm, @ 6ee5992), not checked against the
+# paper.
+DEFAULTS = {"alpha": 0.5, "beta": 1.0, "lambda": 0.5, "hidden": 0, "quadruplets": "hardest"}
+
+HPARAM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "alpha": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 100,
+            "description": "margin of the metric (PDDM score) hinges",
+        },
+        "beta": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 4,
+            "description": "margin of the embedding hinges (squared distance of unit vectors)",
+        },
+        "lambda": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 100,
+            "description": "weight of the embedding loss E_e",
+        },
+        "hidden": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 65536,
+            "description": "width of the PDDM unit's layers; 0 = the embedding size",
+        },
+        "quadruplets": {
+            "enum": ["hardest", "per-positive-pair"],
+            "description": "hardest: one quadruplet per batch (paper); per-positive-pair: variant",
+        },
+    },
+    "required": ["alpha", "beta", "lambda", "hidden", "quadruplets"],
+    "additionalProperties": False,
+}
+
+_SECONDARY = (
+    "secondary comparison table (Fine-grained Retrieval Prompt Tuning); not checked against "
+    "the paper"
+)
+
+
+def _recall(values: tuple[float, ...]) -> dict[str, float]:
+    return {f"recall@{k}": value for k, value in zip((1, 2, 4, 8), values, strict=True)}
+
+
+# Fractions in [0, 1], the scale of the core's retrieval metrics.
+REPORTED = (
+    Reported("cub", _recall((0.583, 0.692, 0.790, 0.884)), "PDDM + Quadruplet", _SECONDARY),
+    Reported("cars196", _recall((0.574, 0.686, 0.801, 0.894)), "PDDM + Quadruplet", _SECONDARY),
+)
+
+
+def build(ctx: BuildContext) -> PDDMLoss:
+    hparams = ctx.hparams
+    return PDDMLoss(
+        embedding_dim=ctx.embedding_dim,
+        alpha=hparams["alpha"],
+        beta=hparams["beta"],
+        lam=hparams["lambda"],
+        hidden=hparams["hidden"],
+        per_positive_pair=hparams["quadruplets"] == "per-positive-pair",
+    )
+
+
+PDDM_SPEC = MethodSpec(
+    name="pddm",
+    summary="PDDM: a learned pair similarity, hard quadruplet mining, double-header hinge loss",
+    paper=Paper(
+        title="Local Similarity-Aware Deep Feature Embedding",
+        authors="Huang, Loy, Tang",
+        venue="NIPS 2016",
+        url="https://arxiv.org/abs/1610.08904",
+    ),
+    tasks=("retrieval", "query-gallery"),
+    build=build,
+    defaults=DEFAULTS,
+    hparam_schema=HPARAM_SCHEMA,
+    heads=("embedding",),
+    eval_output="embedding",
+    distance="cosine",
+    fidelity="reconstructed",
+    fidelity_notes=(
+        "There is no official code. alpha 0.5, beta 1.0 and lambda 0.5 come from a third-party "
+        "reimplementation (vadimkantorov/metriclearningbench, marked WIP), not from the paper. "
+        "Not confirmed from the paper: whether u and v are L2-normalised before their layers "
+        "(not done here, as in both reimplementations), the layer widths (default: the "
+        "embedding size) and the batch construction (here the protocol's P x K sampler). "
+        "Retrieval uses the embedding, not the PDDM score."
+    ),
+    reported=REPORTED,
+)
+
+
+@hookimpl
+def bench_methods() -> list[MethodSpec]:
+    return [PDDM_SPEC]

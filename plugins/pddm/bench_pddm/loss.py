@@ -1,0 +1,86 @@
+"""The double-header hinge loss of PDDM (Huang, Loy, Tang, NIPS 2016, Sec. 3.2), and the
+criterion that owns the PDDM unit."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench_pddm.mining import hard_quadruplets
+from bench_pddm.unit import PDDMUnit
+from benchmark.specs import Batch
+
+
+def double_header_hinge(
+    scores: Tensor,
+    embeddings: Tensor,
+    quadruplets: Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    lam: float,
+) -> Tensor:
+    """Mean over quadruplets (i, j, k, l) of E_m + lam * E_e, where
+
+    E_m = [alpha + S_ik - S_ij]+ + [alpha + S_jl - S_ij]+   (metric loss, on PDDM scores)
+    E_e = [beta + D_ij - D_ik]+ + [beta + D_ij - D_jl]+     (embedding loss)
+
+    scores: (B, B) PDDM scores; embeddings: (B, D), L2-normalised; D is the squared Euclidean
+    distance. With no quadruplet the loss is a zero attached to the graph (zero gradients).
+    """
+    if len(quadruplets) == 0:
+        return scores.sum() * 0 + embeddings.sum() * 0
+    i, j, k, l = quadruplets.unbind(dim=1)  # noqa: E741 - the paper's names
+
+    def distance(a: Tensor, b: Tensor) -> Tensor:
+        return (embeddings[a] - embeddings[b]).pow(2).sum(dim=1)
+
+    metric = F.relu(alpha + scores[i, k] - scores[i, j]) + F.relu(
+        alpha + scores[j, l] - scores[i, j]
+    )
+    d_ij = distance(i, j)
+    embedding = F.relu(beta + d_ij - distance(i, k)) + F.relu(beta + d_ij - distance(j, l))
+    return (metric + lam * embedding).mean()
+
+
+class PDDMLoss(nn.Module):
+    """The criterion: owns the PDDM unit (so the core optimises and checkpoints it) and the
+    hinge hyper-parameters."""
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int,
+        alpha: float,
+        beta: float,
+        lam: float,
+        hidden: int = 0,
+        per_positive_pair: bool = False,
+    ) -> None:
+        super().__init__()
+        self.unit = PDDMUnit(embedding_dim, hidden or embedding_dim)
+        self.alpha, self.beta, self.lam = alpha, beta, lam
+        self.per_positive_pair = per_positive_pair
+
+    def forward(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        # Hinges on scores and argmax ties are brittle in bf16/fp16: score in float32 or wider.
+        with torch.autocast(outputs["embedding"].device.type, enabled=False):
+            embeddings = outputs["embedding"]
+            embeddings = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
+            # The unit and E_e are defined on L2-normalised f; a no-op if the head normalises.
+            embeddings = F.normalize(embeddings, dim=1)
+            scores = self.unit.pairwise(embeddings.to(self.unit.score.weight.dtype))
+            quadruplets = hard_quadruplets(
+                scores, batch.labels, per_positive_pair=self.per_positive_pair
+            )
+            loss = double_header_hinge(
+                scores, embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
+            )
+        return loss, {"quadruplets": float(len(quadruplets))}
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, lam={self.lam}, "
+            f"per_positive_pair={self.per_positive_pair}"
+        )
