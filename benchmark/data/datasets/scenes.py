@@ -28,8 +28,8 @@ PATTERNS = ("solid", "striped", "dotted", "checkered", "outlined")
 _VALUES = {"shape": SHAPES, "color": tuple(COLORS), "pattern": PATTERNS}  # SceneClass fields
 
 IMAGE_SIZE = 64
-_SCALE = 2  # drawn at twice the size, then box-downsampled for anti-aliasing
-_CANVAS = IMAGE_SIZE * _SCALE
+SCALE = 2  # drawn at twice the size, then box-downsampled for anti-aliasing
+CANVAS = IMAGE_SIZE * SCALE
 
 
 @dataclass(frozen=True)
@@ -95,34 +95,34 @@ def _fill_half(candidates: list[SceneClass], size: int) -> list[SceneClass] | No
 
 def render_scene(scene: SceneClass, rng: np.random.Generator) -> Image.Image:
     """A 64x64 RGB image of `scene` at a random place, size and angle, with clutter behind it."""
-    canvas = _background(rng)
-    _draw_distractors(canvas, rng)
+    canvas = background(rng)
+    draw_distractors(canvas, rng)
     jittered = np.clip(np.array(COLORS[scene.color]) + rng.normal(0, 10, 3), 0, 255)
     color = tuple(int(v) for v in jittered)
     polygons = _place_shape(scene.shape, rng)
     if scene.pattern != "outlined":
-        canvas.paste(_texture(scene.pattern, color, rng), mask=_fill_mask(polygons))
+        canvas.paste(_texture(scene.pattern, color, rng), mask=fill_mask(polygons))
     # A rim in the class colour keeps the silhouette visible whatever the fill.
     draw = ImageDraw.Draw(canvas)
     for polygon in polygons:
         draw.polygon(polygon, outline=color, width=6 if scene.pattern == "outlined" else 3)
-    small = np.asarray(canvas.reduce(_SCALE), dtype=np.int16)
+    small = np.asarray(canvas.reduce(SCALE), dtype=np.int16)
     noisy = small + rng.integers(-6, 7, small.shape, dtype=np.int16)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
-def _background(rng: np.random.Generator) -> Image.Image:
+def background(rng: np.random.Generator) -> Image.Image:
     """A light base colour with smooth blotches: clutter that never outshines the shape."""
     base = rng.integers(185, 250, 3)
     blotches = rng.integers(110, 256, (4, 4, 3)) * 0.35 + base * 0.65
-    return Image.fromarray(blotches.astype(np.uint8), "RGB").resize((_CANVAS,) * 2, Image.BICUBIC)
+    return Image.fromarray(blotches.astype(np.uint8), "RGB").resize((CANVAS,) * 2, Image.BICUBIC)
 
 
-def _draw_distractors(canvas: Image.Image, rng: np.random.Generator) -> None:
+def draw_distractors(canvas: Image.Image, rng: np.random.Generator) -> None:
     draw = ImageDraw.Draw(canvas)
     for _ in range(rng.integers(3, 7)):
         color = tuple(int(v) for v in rng.integers(0, 256, 3))
-        x, y = rng.uniform(0, _CANVAS, 2)
+        x, y = rng.uniform(0, CANVAS, 2)
         if rng.random() < 0.5:
             radius = rng.uniform(3, 9)
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
@@ -134,23 +134,23 @@ def _draw_distractors(canvas: Image.Image, rng: np.random.Generator) -> None:
 
 def _place_shape(shape: str, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """The shape's outline (and, for the ring, its hole) scaled, rotated and moved on the canvas."""
-    radius = rng.uniform(0.22, 0.36) * _CANVAS
-    center = rng.uniform(radius + 4, _CANVAS - radius - 4, 2)
+    radius = rng.uniform(0.22, 0.36) * CANVAS
+    center = rng.uniform(radius + 4, CANVAS - radius - 4, 2)
     angle = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    outlines = [_OUTLINES[shape]] + ([_polygon(48) * 0.55] if shape == "ring" else [])
+    outlines = [OUTLINES[shape]] + ([regular_polygon(48) * 0.55] if shape == "ring" else [])
     return [[tuple(p) for p in (o @ rotation.T * radius + center).tolist()] for o in outlines]
 
 
-def _fill_mask(polygons: list[list[tuple[float, float]]]) -> Image.Image:
-    mask = Image.new("L", (_CANVAS, _CANVAS), 0)
+def fill_mask(polygons: list[list[tuple[float, float]]]) -> Image.Image:
+    mask = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(mask)
     for index, polygon in enumerate(polygons):
         draw.polygon(polygon, fill=0 if index else 255)  # later polygons are holes
     return mask
 
 
-def _polygon(corners: int, start: float = -np.pi / 2) -> np.ndarray:
+def regular_polygon(corners: int, start: float = -np.pi / 2) -> np.ndarray:
     """Corners of a regular polygon of radius 1, first corner at `start` radians."""
     angles = start + 2 * np.pi * np.arange(corners) / corners
     return np.stack([np.cos(angles), np.sin(angles)], axis=1)
@@ -158,7 +158,7 @@ def _polygon(corners: int, start: float = -np.pi / 2) -> np.ndarray:
 
 def _star() -> np.ndarray:
     radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-    return _polygon(10) * radii[:, None]
+    return regular_polygon(10) * radii[:, None]
 
 
 def _cross(half_width: float = 0.36) -> np.ndarray:
@@ -168,21 +168,21 @@ def _cross(half_width: float = 0.36) -> np.ndarray:
     return np.concatenate([np.array(quarter) @ np.linalg.matrix_power(turn, k).T for k in range(4)])
 
 
-_OUTLINES = {
-    "circle": _polygon(48),
-    "square": _polygon(4, np.pi / 4) * 0.95,
-    "triangle": _polygon(3) * 1.1,
-    "diamond": _polygon(4) * np.array([0.62, 1.0]),
+OUTLINES = {
+    "circle": regular_polygon(48),
+    "square": regular_polygon(4, np.pi / 4) * 0.95,
+    "triangle": regular_polygon(3) * 1.1,
+    "diamond": regular_polygon(4) * np.array([0.62, 1.0]),
     "star": _star() * 1.1,
     "cross": _cross(),
-    "hexagon": _polygon(6),
-    "ring": _polygon(48),
+    "hexagon": regular_polygon(6),
+    "ring": regular_polygon(48),
 }
 
 
 def _pattern_masks() -> dict[str, Image.Image]:
     """Where each pattern shows the class colour, drawn once with room to shift its phase."""
-    rows, cols = np.mgrid[0 : _CANVAS + _PERIOD, 0 : _CANVAS + _PERIOD]
+    rows, cols = np.mgrid[0 : CANVAS + _PERIOD, 0 : CANVAS + _PERIOD]
     on = {
         "solid": np.ones_like(rows, dtype=bool),
         "striped": rows // 6 % 2 == 0,
@@ -199,7 +199,7 @@ _PATTERN_MASKS = _pattern_masks()
 def _texture(pattern: str, color: tuple[int, int, int], rng: np.random.Generator) -> Image.Image:
     """The fill: the class colour where the pattern is on, a pale tint of it where it is off."""
     dx, dy = (int(v) for v in rng.integers(0, _PERIOD, 2))
-    on = _PATTERN_MASKS[pattern].crop((dx, dy, dx + _CANVAS, dy + _CANVAS))
+    on = _PATTERN_MASKS[pattern].crop((dx, dy, dx + CANVAS, dy + CANVAS))
     pale = tuple(int(c + (255 - c) * 0.7) for c in color)
-    size = (_CANVAS, _CANVAS)
+    size = (CANVAS, CANVAS)
     return Image.composite(Image.new("RGB", size, color), Image.new("RGB", size, pale), on)

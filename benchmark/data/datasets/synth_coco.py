@@ -21,15 +21,15 @@ from benchmark.data.datasets.generated import ensure_generated, marker_text
 
 # scenes.py's drawing parts: its canvas, clutter, outlines and fill mask.
 from benchmark.data.datasets.scenes import (
-    _CANVAS,
-    _OUTLINES,
-    _SCALE,
+    CANVAS,
     COLORS,
+    OUTLINES,
+    SCALE,
     SHAPES,
-    _background,
-    _draw_distractors,
-    _fill_mask,
-    _polygon,
+    background,
+    draw_distractors,
+    fill_mask,
+    regular_polygon,
 )
 from benchmark.errors import BenchError
 from benchmark.specs import DatasetSpec
@@ -112,12 +112,12 @@ def choose_objects(rng: np.random.Generator) -> list[Category]:
 
 def render_objects(objects: Sequence[Category], rng: np.random.Generator) -> Image.Image:
     """A 64x64 RGB image: clutter, then each object small at its own place and angle."""
-    canvas = _background(rng)
-    _draw_distractors(canvas, rng)
-    radii = rng.uniform(*RADIUS, len(objects)) * _CANVAS
+    canvas = background(rng)
+    draw_distractors(canvas, rng)
+    radii = rng.uniform(*RADIUS, len(objects)) * CANVAS
     for category, radius, center in zip(objects, radii, _centers(radii, rng), strict=True):
         _draw_object(canvas, category, radius, center, rng)
-    small = np.asarray(canvas.reduce(_SCALE), dtype=np.int16)
+    small = np.asarray(canvas.reduce(SCALE), dtype=np.int16)
     noisy = small + rng.integers(-6, 7, small.shape, dtype=np.int16)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
@@ -127,7 +127,7 @@ def _centers(radii: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     centers: list[np.ndarray] = []
     for radius in radii:
         for _ in range(50):
-            center = rng.uniform(radius + 3, _CANVAS - radius - 3, 2)
+            center = rng.uniform(radius + 3, CANVAS - radius - 3, 2)
             placed = zip(centers, radii, strict=False)  # radii of the objects placed so far
             if all(np.linalg.norm(center - c) - radius - r > 2 for c, r in placed):
                 break
@@ -146,10 +146,10 @@ def _draw_object(
     color = tuple(int(v) for v in jittered)
     angle = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    outlines = [_OUTLINES[category.shape]]
-    outlines += [_polygon(48) * 0.55] if category.shape == "ring" else []  # the ring's hole
+    outlines = [OUTLINES[category.shape]]
+    outlines += [regular_polygon(48) * 0.55] if category.shape == "ring" else []  # the ring's hole
     polygons = [[tuple(p) for p in (o @ rotation.T * radius + center).tolist()] for o in outlines]
-    canvas.paste(Image.new("RGB", canvas.size, color), mask=_fill_mask(polygons))
+    canvas.paste(Image.new("RGB", canvas.size, color), mask=fill_mask(polygons))
     draw = ImageDraw.Draw(canvas)
     for polygon in polygons:
         draw.polygon(polygon, outline=(20, 20, 20), width=2)  # a dark rim sets it off the clutter
