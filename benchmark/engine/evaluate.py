@@ -29,7 +29,7 @@ def embed(
     was_training = model.training
     model.eval()
     vectors, labels = [], []
-    loader = eval_loader(dataset, batch_size, 0, device.type == "cuda")
+    loader = eval_loader(dataset, batch_size, data_cfg["num_workers"], device.type == "cuda")
     for batch in batches(loader, data_cfg, False, device):
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
