@@ -185,6 +185,17 @@ def _check_method(spec: MethodSpec) -> None:
         raise BenchError(
             f"method '{spec.name}': tasks {spec.tasks} must be a non-empty subset of {TASKS}"
         )
+    from benchmark.models.model import HEADS
+
+    if not spec.heads or set(spec.heads) - set(HEADS):
+        raise BenchError(
+            f"method '{spec.name}': heads {spec.heads} must be a non-empty subset of {HEADS}"
+        )
+    if spec.eval_output not in spec.heads:
+        raise BenchError(
+            f"method '{spec.name}': eval_output '{spec.eval_output}' is not one of its heads "
+            f"{spec.heads}"
+        )
     for label, values in {"defaults": spec.defaults, **spec.presets}.items():
         try:
             jsonschema.validate(dict(values), dict(spec.hparam_schema))

@@ -109,6 +109,10 @@ class BuildContext:
 class MethodSpec:
     """A method: its hyper-parameters, what the model must provide, and `build(ctx)` -> criterion.
 
+    `heads` are the model outputs the criterion reads (`benchmark.models.model.HEADS`):
+    "embedding" always; "attributes" adds one logit per dataset attribute, and the run fails
+    early on a dataset without attributes. `eval_output` names the head retrieval uses.
+
     The criterion is an nn.Module whose `forward(outputs, batch)` returns the loss, or
     `(loss, {name: float})` with extra scalars to log. It may define `on_epoch_start(epoch)` and
     `on_epoch_end(epoch)` for work outside the gradient step.

@@ -69,3 +69,18 @@ def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path, monkeypa
 def test_convnet_small_has_no_pretrained_weights():
     with pytest.raises(BenchError, match="has no pretrained weights"):
         build_convnet_small("imagenet")
+
+
+def test_the_attribute_head_gives_one_logit_per_attribute():
+    model = build_model(build_convnet_small(None), ("embedding", "attributes"), MODEL_CFG, 7)
+    outputs = model(torch.randn(3, 3, 32, 32))
+    assert outputs["attributes"].shape == (3, 7)
+    expected = outputs["features"] @ model.heads["attributes"].linear.weight.T
+    torch.testing.assert_close(
+        outputs["attributes"], expected + model.heads["attributes"].linear.bias
+    )
+
+
+def test_an_attribute_head_without_attributes_is_refused():
+    with pytest.raises(BenchError, match="'attributes' head needs a dataset with attributes"):
+        build_model(build_convnet_small(None), ("embedding", "attributes"), MODEL_CFG, 0)

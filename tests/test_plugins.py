@@ -51,6 +51,8 @@ class MalformedPlugin:
             "not a spec",
             _method("Bad Name"),
             _method("bad-defaults", defaults={"margin": "x"}),
+            _method("bad-head", heads=("embedding", "segmentation")),
+            _method("bad-output", heads=("embedding",), eval_output="hash"),
         ]
 
 
@@ -100,7 +102,15 @@ def test_malformed_specs_are_rejected_with_reasons():
         "malformed method: method 'bad-defaults': defaults do not match its "
         "hparam_schema: 'x' is not of type 'number'"
     )
-    assert not {"Bad Name", "bad-defaults"} & set(registry.methods)
+    assert errors[3] == (
+        "malformed method: method 'bad-head': heads ('embedding', 'segmentation') must be a "
+        "non-empty subset of ('embedding', 'attributes')"
+    )
+    assert errors[4] == (
+        "malformed method: method 'bad-output': eval_output 'hash' is not one of its heads "
+        "('embedding',)"
+    )
+    assert not {"Bad Name", "bad-defaults", "bad-head", "bad-output"} & set(registry.methods)
 
 
 def test_plugin_that_fails_to_load_is_reported():

@@ -9,7 +9,7 @@ from typing import Any
 from benchmark.data.pipeline import build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
-from benchmark.engine.run import load_splits, pick_device
+from benchmark.engine.run import check_heads, load_splits, pick_device
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
@@ -40,9 +40,11 @@ def rescore(
     payload = load_checkpoint(checkpoint_of(path))
     config, protocol = payload["config"], payload["config"]["protocol"]
     method, dataset = registry.method(config["method"]), registry.dataset(config["dataset"])
+    splits = load_splits(dataset, protocol, data_root)
+    check_heads(method, dataset.name, splits)
     # The weights come from the checkpoint, so no pretrained weights are fetched.
     backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
-    model = build_model(backbone, method.heads, protocol["model"])
+    model = build_model(backbone, method.heads, protocol["model"], len(splits.attribute_names))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
@@ -51,7 +53,6 @@ def rescore(
             f"(was a plugin changed since?): {error}"
         ) from None
     torch_device = pick_device(device)
-    splits = load_splits(dataset, protocol, data_root)
     pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name)
     figures = evaluate(
         model.to(torch_device), pipeline.query, pipeline.gallery, dataset=dataset, method=method,

@@ -31,7 +31,7 @@ from benchmark.results import (
     utc_now,
     write_result,
 )
-from benchmark.specs import BuildContext, DatasetSpec, Splits
+from benchmark.specs import BuildContext, DatasetSpec, MethodSpec, Splits
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,16 @@ def _train_state(
 ) -> TrainState:
     model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
     method = registry.method(config.method)
+    check_heads(method, config.dataset, splits)
     backbone = registry.backbone(model_cfg["backbone"]).build(model_cfg["pretrained"])
-    model = build_model(backbone, method.heads, model_cfg).to(device)
+    num_attributes = len(splits.attribute_names)
+    model = build_model(backbone, method.heads, model_cfg, num_attributes).to(device)
     context = BuildContext(
         hparams=dict(config.hparams),
         embedding_dim=model_cfg["embedding_dim"],
         num_classes=len(np.unique(splits.train.labels)),
         num_train_images=len(splits.train),
-        num_attributes=len(splits.attribute_names),
+        num_attributes=num_attributes,
         device=device,
     )
     criterion = method.build(context).to(device)
@@ -119,6 +121,16 @@ def _train_state(
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
     amp = train_cfg["amp"]
     return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
+
+
+def check_heads(method: MethodSpec, dataset: str, splits: Splits) -> None:
+    """Fail before any training when the dataset cannot feed a head the method asks for."""
+    if "attributes" in method.heads and not splits.attribute_names:
+        raise BenchError(
+            f"Method '{method.name}' trains an attribute head, but dataset '{dataset}' loaded "
+            f"no attributes. Use a dataset that has them (cub, inshop and their synth-* "
+            f"twins; for inshop put list_attr_items.txt and list_attr_cloth.txt under Anno/)."
+        )
 
 
 def _loop(

@@ -27,10 +27,33 @@ class EmbeddingHead(nn.Module):
         return F.normalize(embedding, dim=1) if self.normalize else embedding
 
 
-def build_head(name: str, in_features: int, model_cfg: Mapping[str, Any]) -> nn.Module:
+class AttributeHead(nn.Module):
+    """One logit per dataset attribute (multi-label; the method applies the sigmoid)."""
+
+    def __init__(self, in_features: int, num_attributes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_attributes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+
+# The heads a MethodSpec may ask for, by name.
+HEADS = ("embedding", "attributes")
+
+
+def build_head(
+    name: str, in_features: int, model_cfg: Mapping[str, Any], num_attributes: int = 0
+) -> nn.Module:
     if name == "embedding":
         return EmbeddingHead(in_features, model_cfg["embedding_dim"], model_cfg["normalize"])
-    raise BenchError(f"Unknown model head '{name}'. Available: embedding.")
+    if name == "attributes":
+        if num_attributes < 1:
+            raise BenchError(
+                "The 'attributes' head needs a dataset with attributes; this has none."
+            )
+        return AttributeHead(in_features, num_attributes)
+    raise BenchError(f"Unknown model head '{name}'. Available: {', '.join(HEADS)}.")
 
 
 class RetrievalModel(nn.Module):
@@ -72,7 +95,14 @@ def pool(maps: torch.Tensor, how: str) -> torch.Tensor:
 
 
 def build_model(
-    backbone: nn.Module, head_names: tuple[str, ...], model_cfg: Mapping[str, Any]
+    backbone: nn.Module,
+    head_names: tuple[str, ...],
+    model_cfg: Mapping[str, Any],
+    num_attributes: int = 0,
 ) -> RetrievalModel:
-    heads = {name: build_head(name, backbone.out_channels, model_cfg) for name in head_names}
+    """The backbone with the named heads; `num_attributes` sizes an `attributes` head."""
+    heads = {
+        name: build_head(name, backbone.out_channels, model_cfg, num_attributes)
+        for name in head_names
+    }
     return RetrievalModel(backbone, heads, model_cfg["pooling"], model_cfg["freeze_bn"])

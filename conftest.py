@@ -1,5 +1,7 @@
-"""Shared fixtures. Tests are offline and load only the bundled plugins, never others that
-happen to be installed."""
+"""Fixtures shared by the core's tests (tests/) and the bundled plugins' (plugins/*/tests).
+
+Tests are offline and load only the bundled plugins, never others that happen to be installed.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 os.environ["BENCH_OFFLINE"] = "1"
-os.environ["BENCH_PLUGINS"] = "ms,pddm"
+os.environ["BENCH_PLUGINS"] = "ms,pddm,sgml"
 
 
 @pytest.fixture(scope="session")
