@@ -12,6 +12,7 @@ from benchmark.specs import TASKS, Batch, BuildContext
 
 REGISTRY = load_plugins()
 METHODS = sorted(REGISTRY.methods)
+NUM_ATTRIBUTES = 6
 
 
 def criterion_for(name: str, dim: int = 16):
@@ -22,20 +23,30 @@ def criterion_for(name: str, dim: int = 16):
         embedding_dim=dim,
         num_classes=4,
         num_train_images=16,
-        num_attributes=0,
+        num_attributes=NUM_ATTRIBUTES if "attributes" in spec.heads else 0,
         device=torch.device("cpu"),
     )
     return spec, spec.build(context)
 
 
-def batch_of(embeddings: torch.Tensor) -> tuple[dict, Batch]:
+def batch_of(embeddings: torch.Tensor, heads: tuple[str, ...]) -> tuple[dict, Batch]:
+    """The outputs of every head a method asks for, all functions of `embeddings`, and a
+    4 x 4 batch (with attributes, some unknown, when the method has an attribute head)."""
     labels = torch.arange(4).repeat_interleave(4)
-    batch = Batch(torch.zeros(16, 3, 8, 8), labels, torch.arange(16))
-    return {"embedding": F.normalize(embeddings, dim=1)}, batch
+    generator = torch.Generator().manual_seed(5)
+    outputs = {"embedding": F.normalize(embeddings, dim=1)}
+    attributes = mask = None
+    if "attributes" in heads:
+        projection = torch.randn(embeddings.shape[1], NUM_ATTRIBUTES, generator=generator)
+        outputs["attributes"] = embeddings @ projection
+        attributes = (torch.rand(16, NUM_ATTRIBUTES, generator=generator) > 0.5).float()
+        mask = torch.rand(16, NUM_ATTRIBUTES, generator=generator) > 0.2
+    batch = Batch(torch.zeros(16, 3, 8, 8), labels, torch.arange(16), attributes, mask)
+    return outputs, batch
 
 
-def loss_of(criterion, embeddings: torch.Tensor) -> torch.Tensor:
-    value = criterion(*batch_of(embeddings))
+def loss_of(criterion, embeddings: torch.Tensor, heads: tuple[str, ...]) -> torch.Tensor:
+    value = criterion(*batch_of(embeddings, heads))
     return value[0] if isinstance(value, tuple) else value
 
 
@@ -52,9 +63,9 @@ def test_spec_is_complete(name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_loss_is_finite_and_gradients_flow(name):
-    _, criterion = criterion_for(name)
+    spec, criterion = criterion_for(name)
     embeddings = torch.randn(16, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    loss = loss_of(criterion, embeddings)
+    loss = loss_of(criterion, embeddings, spec.heads)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert torch.isfinite(embeddings.grad).all() and embeddings.grad.abs().sum() > 0
@@ -78,15 +89,15 @@ NOT_YET_DESCENDING = {
     ],
 )
 def test_a_few_steps_lower_the_loss(name):
-    _, criterion = criterion_for(name)
+    spec, criterion = criterion_for(name)
     embeddings = torch.nn.Parameter(torch.randn(16, 16, generator=torch.Generator().manual_seed(1)))
     optimizer = torch.optim.Adam([embeddings, *criterion.parameters()], lr=0.05)
-    first = loss_of(criterion, embeddings).item()
+    first = loss_of(criterion, embeddings, spec.heads).item()
     for _ in range(30):
         optimizer.zero_grad()
-        loss_of(criterion, embeddings).backward()
+        loss_of(criterion, embeddings, spec.heads).backward()
         optimizer.step()
-    assert loss_of(criterion, embeddings).item() < first
+    assert loss_of(criterion, embeddings, spec.heads).item() < first
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY.datasets))

@@ -137,3 +137,37 @@ def test_dataset_options_reach_the_loader(registry, data_root):
     loose = load_splits(spec, {"data": {"dataset_options": {"min_certainty": 1}}}, data_root)
     assert loose.train.attribute_mask.all()
     assert strict.train.attribute_mask.sum() < loose.train.attribute_mask.sum()
+
+
+class PlainCub:
+    """synth-cub with its attributes removed, as a dataset a plugin might register."""
+
+    @hookimpl
+    def bench_datasets(self):
+        from dataclasses import replace
+
+        spec = load_plugins(entry_points=False).dataset("synth-cub")
+
+        def load(root, **options):
+            splits = spec.load(root, **options)
+            train, test = (
+                replace(images, attributes=None, attribute_mask=None)
+                for images in (splits.train, splits.query)  # query is gallery (retrieval)
+            )
+            return replace(splits, train=train, query=test, gallery=test, attribute_names=())
+
+        return [replace(spec, name="plain-cub", load=load)]
+
+
+def test_a_method_with_an_attribute_head_fails_early_on_a_dataset_without_attributes(
+    data_root, tmp_path
+):
+    registry = load_plugins([("plain", PlainCub())])
+    config = build_run_config(registry, method="sgml", dataset="plain-cub", overrides=FAST)
+    with pytest.raises(
+        BenchError,
+        match="Method 'sgml' trains an attribute head, but dataset 'plain-cub' loaded no "
+        "attributes",
+    ):
+        execute(registry, config, RunOptions(data_root, tmp_path / "results", "cpu", False))
+    assert not (tmp_path / "results").exists()
