@@ -10,8 +10,8 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 from benchmark.errors import BenchError
 from benchmark.metrics.retrieval import (
     DEFAULT_METRICS,
-    _best,
     _ordering_key,
+    best_ranked,
     retrieval_metrics,
 )
 
@@ -333,7 +333,7 @@ def test_exact_topk_equals_a_stable_full_sort(k):
     scores[scores == 0] = torch.tensor([0.0, -0.0])[torch.randint(0, 2, (1,), generator=generator)]
     scores[:, 7] = -0.0
     expected = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
-    assert torch.equal(_best(scores, k), expected)
+    assert torch.equal(best_ranked(scores, k), expected)
 
 
 def test_ordering_key_orders_floats_then_lower_index():

@@ -11,6 +11,7 @@ from torch import nn
 from benchmark.data.loading import eval_loader
 from benchmark.data.pipeline import batches
 from benchmark.engine.precision import autocast
+from benchmark.metrics.rerank import reranked_recall
 from benchmark.metrics.tasks import score
 from benchmark.specs import DatasetSpec, MethodSpec
 
@@ -52,8 +53,13 @@ def evaluate(
     device: torch.device,
     amp: bool,
     metrics: Sequence[str] | None = None,
+    criterion: nn.Module | None = None,
 ) -> dict[str, float]:
-    """Metrics of `model` on query against gallery (the same object for `retrieval`)."""
+    """Metrics of `model` on query against gallery (the same object for `retrieval`).
+
+    A criterion with a positive `rerank_top_k` and a `rerank_scores(query, candidates)` method
+    also gets its re-ranked Recall@K (`benchmark.metrics.rerank`), as separate figures.
+    """
     query_vectors, query_labels = embed(
         model, query, method.eval_output, batch_size, device, amp, data_cfg
     )
@@ -63,8 +69,28 @@ def evaluate(
         gallery_vectors, gallery_labels = embed(
             model, gallery, method.eval_output, batch_size, device, amp, data_cfg
         )
-    return score(
+    figures = score(
         dataset.task, query_vectors, gallery_vectors, query_labels, gallery_labels,
         recall_at=dataset.recall_at, top_k=dataset.top_k, distance=method.distance,
         metrics=metrics, block_size=block_size,
     )  # fmt: skip
+    top_k = getattr(criterion, "rerank_top_k", 0)
+    if top_k and dataset.task != "hashing" and metrics is None:
+        figures |= reranked_recall(
+            query_vectors, gallery_vectors, query_labels, gallery_labels,
+            _scorer(criterion), top_k=top_k, recall_at=dataset.recall_at,
+            exclude_self=gallery is query, distance=method.distance, block_size=block_size,
+        )  # fmt: skip
+    return figures
+
+
+def _scorer(criterion: nn.Module):
+    def scores(query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        was_training = criterion.training
+        criterion.eval()
+        try:
+            return criterion.rerank_scores(query, candidates)
+        finally:
+            criterion.train(was_training)
+
+    return scores

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmark.data.pipeline import build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
-from benchmark.engine.run import check_heads, load_splits, pick_device
+from benchmark.engine.run import build_context, check_heads, load_splits, pick_device
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
@@ -45,19 +47,23 @@ def rescore(
     # The weights come from the checkpoint, so no pretrained weights are fetched.
     backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
     model = build_model(backbone, method.heads, protocol["model"], len(splits.attribute_names))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise BenchError(
-            f"{path}: the checkpoint does not fit the model its config describes "
-            f"(was a plugin changed since?): {error}"
-        ) from None
     torch_device = pick_device(device)
+    context = build_context(config["hparams"], protocol["model"], splits, torch.device("cpu"))
+    criterion = method.build(context)
+    for part, module in (("model", model), ("criterion", criterion)):
+        try:
+            module.load_state_dict(payload[part])
+        except RuntimeError as error:
+            raise BenchError(
+                f"{path}: the checkpoint's {part} does not fit the one its config describes "
+                f"(was a plugin changed since?): {error}"
+            ) from None
     pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name)
     figures = evaluate(
         model.to(torch_device), pipeline.query, pipeline.gallery, dataset=dataset, method=method,
         data_cfg=protocol["data"],
         batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
         device=torch_device, amp=protocol["train"]["amp"], metrics=metrics,
+        criterion=criterion.to(torch_device),
     )  # fmt: skip
     return config, figures

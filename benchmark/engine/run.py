@@ -107,20 +107,26 @@ def _train_state(
     backbone = registry.backbone(model_cfg["backbone"]).build(model_cfg["pretrained"])
     num_attributes = len(splits.attribute_names)
     model = build_model(backbone, method.heads, model_cfg, num_attributes).to(device)
-    context = BuildContext(
-        hparams=dict(config.hparams),
-        embedding_dim=model_cfg["embedding_dim"],
-        num_classes=len(np.unique(splits.train.labels)),
-        num_train_images=len(splits.train),
-        num_attributes=num_attributes,
-        device=device,
-    )
-    criterion = method.build(context).to(device)
+    criterion = method.build(build_context(config.hparams, model_cfg, splits, device)).to(device)
     optimizer = build_optimizer(model, criterion, train_cfg)
     total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
     amp = train_cfg["amp"]
     return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
+
+
+def build_context(
+    hparams: Mapping[str, Any], model_cfg: Mapping[str, Any], splits: Splits, device: torch.device
+) -> BuildContext:
+    """What a method's `build` sees: its hyper-parameters and the sizes of model and data."""
+    return BuildContext(
+        hparams=dict(hparams),
+        embedding_dim=model_cfg["embedding_dim"],
+        num_classes=len(np.unique(splits.train.labels)),
+        num_train_images=len(splits.train),
+        num_attributes=len(splits.attribute_names),
+        device=device,
+    )
 
 
 def check_heads(method: MethodSpec, dataset: str, splits: Splits) -> None:
@@ -194,6 +200,7 @@ def _evaluator(
             state.model, query, gallery, dataset=dataset, method=method,
             batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
             data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
+            criterion=state.criterion,
         )  # fmt: skip
         timer.add("eval_seconds", started)
         entry = {"epoch": epoch, "iteration": state.iteration, "split": "test", "metrics": metrics}

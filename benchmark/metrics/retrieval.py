@@ -81,10 +81,10 @@ def retrieval_metrics(
     _check_options(ks, others, len(gallery) - exclude_self, distance, block_size)
     device = query.device
     same = gallery is query
-    query = _prepare(query, distance)
-    gallery = query if same else _prepare(gallery.to(device), distance)
+    query = ranking_space(query, distance)
+    gallery = query if same else ranking_space(gallery.to(device), distance)
     query_labels, gallery_labels = query_labels.to(device), gallery_labels.to(device)
-    num_relevant = _relevant_counts(query_labels, gallery_labels, exclude_self)
+    num_relevant = relevant_counts(query_labels, gallery_labels, exclude_self)
     max_k = max(ks, default=1)
     full = "map" in others
     order = torch.argsort(num_relevant, stable=True)
@@ -92,11 +92,11 @@ def retrieval_metrics(
     blocks = []
     for start in range(0, len(query), block_size):
         rows = order[start : start + block_size]
-        scores = _scores(query[rows], gallery, gallery_bias)
+        scores = closeness(query[rows], gallery, gallery_bias)
         width = len(gallery) if full else max(max_k, int(num_relevant[rows].max())) + exclude_self
-        ranked = _best(scores, width)
+        ranked = best_ranked(scores, width)
         if exclude_self:
-            ranked = _drop_self(ranked, rows)
+            ranked = drop_self(ranked, rows)
         relevant = gallery_labels[ranked] == query_labels[rows, None]
         blocks.append(_per_query(relevant, num_relevant[rows], full))
     per_query = {name: torch.cat([block[name] for block in blocks]) for name in blocks[0]}
@@ -136,7 +136,7 @@ def _per_query(relevant: Tensor, num_relevant: Tensor, full: bool) -> dict[str, 
     return per_query
 
 
-def _best(scores: Tensor, k: int) -> Tensor:
+def best_ranked(scores: Tensor, k: int) -> Tensor:
     """Column indices of the k best scores of each row, ordered by (score desc, index asc)."""
     columns = torch.arange(scores.shape[1], device=scores.device)
     if k >= scores.shape[1]:
@@ -163,14 +163,14 @@ def _ordering_key(scores: Tensor, columns: Tensor) -> Tensor:
     return ordered.long() * 2**32 + (_LOW_BITS - columns)
 
 
-def _drop_self(ranked: Tensor, self_index: Tensor) -> Tensor:
+def drop_self(ranked: Tensor, self_index: Tensor) -> Tensor:
     """Remove each row's own index wherever it is, or the last column where it is absent."""
     keep = ranked != self_index[:, None]
     keep[keep.all(1), -1] = False
     return ranked[keep].view(len(ranked), -1)
 
 
-def _relevant_counts(query_labels: Tensor, gallery_labels: Tensor, exclude_self: bool) -> Tensor:
+def relevant_counts(query_labels: Tensor, gallery_labels: Tensor, exclude_self: bool) -> Tensor:
     """R per query: how many gallery items share its label, less itself when exclude_self."""
     labels, counts = torch.unique(gallery_labels, return_counts=True)
     query_labels = query_labels.to(labels.dtype).contiguous()
@@ -179,7 +179,7 @@ def _relevant_counts(query_labels: Tensor, gallery_labels: Tensor, exclude_self:
     return torch.where(found, counts[at], 0) - int(exclude_self)
 
 
-def _scores(query: Tensor, gallery: Tensor, gallery_bias: Tensor | None) -> Tensor:
+def closeness(query: Tensor, gallery: Tensor, gallery_bias: Tensor | None) -> Tensor:
     """Higher is closer: the dot product, or minus the squared distance (up to a row constant)."""
     if gallery_bias is None:
         return query @ gallery.T
@@ -187,7 +187,8 @@ def _scores(query: Tensor, gallery: Tensor, gallery_bias: Tensor | None) -> Tens
     return torch.addmm(gallery_bias, query, gallery.T, alpha=2)
 
 
-def _prepare(embeddings: Tensor, distance: Distance) -> Tensor:
+def ranking_space(embeddings: Tensor, distance: Distance) -> Tensor:
+    """float32 rows as ranked: L2-normalised for cosine, as they are for euclidean."""
     embeddings = embeddings.to(torch.float32)
     return F.normalize(embeddings, dim=1) if distance == "cosine" else embeddings
 

@@ -20,7 +20,14 @@ __all__ = [
 # There is no official code. alpha, beta and lambda are those of the third-party
 # vadimkantorov/metriclearningbench (model.py, class Pddm, @ 6ee5992), not checked against the
 # paper.
-DEFAULTS = {"alpha": 0.5, "beta": 1.0, "lambda": 0.5, "hidden": 0, "quadruplets": "hardest"}
+DEFAULTS = {
+    "alpha": 0.5,
+    "beta": 1.0,
+    "lambda": 0.5,
+    "hidden": 0,
+    "quadruplets": "hardest",
+    "rerank_top_k": 0,
+}
 
 HPARAM_SCHEMA = {
     "type": "object",
@@ -53,8 +60,15 @@ HPARAM_SCHEMA = {
             "enum": ["hardest", "per-positive-pair"],
             "description": "hardest: one quadruplet per batch (paper); per-positive-pair: variant",
         },
+        "rerank_top_k": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10000,
+            "description": "also report Recall@K after re-ranking each query's top k by the "
+            "PDDM score; 0 = off",
+        },
     },
-    "required": ["alpha", "beta", "lambda", "hidden", "quadruplets"],
+    "required": ["alpha", "beta", "lambda", "hidden", "quadruplets", "rerank_top_k"],
     "additionalProperties": False,
 }
 
@@ -84,6 +98,7 @@ def build(ctx: BuildContext) -> PDDMLoss:
         lam=hparams["lambda"],
         hidden=hparams["hidden"],
         per_positive_pair=hparams["quadruplets"] == "per-positive-pair",
+        rerank_top_k=hparams["rerank_top_k"],
     )
 
 
@@ -110,7 +125,8 @@ PDDM_SPEC = MethodSpec(
         "Not confirmed from the paper: whether u and v are L2-normalised before their layers "
         "(not done here, as in both reimplementations), the layer widths (default: the "
         "embedding size) and the batch construction (here the protocol's P x K sampler). "
-        "Retrieval uses the embedding, not the PDDM score."
+        "Retrieval uses the embedding, not the PDDM score; with rerank_top_k > 0 the PDDM "
+        "re-ranking of each query's top k is reported as separate rerank@k figures."
     ),
     reported=REPORTED,
 )

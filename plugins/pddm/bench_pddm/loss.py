@@ -57,11 +57,15 @@ class PDDMLoss(nn.Module):
         lam: float,
         hidden: int = 0,
         per_positive_pair: bool = False,
+        rerank_top_k: int = 0,
     ) -> None:
         super().__init__()
         self.unit = PDDMUnit(embedding_dim, hidden or embedding_dim)
         self.alpha, self.beta, self.lam = alpha, beta, lam
         self.per_positive_pair = per_positive_pair
+        # Read by the core's evaluation: > 0 also reports Recall@K after re-ranking each
+        # query's first rerank_top_k items by rerank_scores.
+        self.rerank_top_k = rerank_top_k
 
     def forward(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, float]]:
         # Hinges on scores and argmax ties are brittle in bf16/fp16: score in float32 or wider.
@@ -78,6 +82,13 @@ class PDDMLoss(nn.Module):
                 scores, embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
             )
         return loss, {"quadruplets": float(len(quadruplets))}
+
+    @torch.no_grad()
+    def rerank_scores(self, query: Tensor, candidates: Tensor) -> Tensor:
+        """(b, k) PDDM scores of each query (b, D) with its candidates (b, k, D)."""
+        query = F.normalize(query.float(), dim=-1)[:, None, :].expand_as(candidates)
+        candidates = F.normalize(candidates.float(), dim=-1)
+        return self.unit(query, candidates)
 
     def extra_repr(self) -> str:
         return (

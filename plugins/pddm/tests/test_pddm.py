@@ -216,8 +216,9 @@ def test_defaults_validate_against_the_schema():
         "lambda": 0.5,
         "hidden": 0,
         "quadruplets": "hardest",
+        "rerank_top_k": 0,
     }
-    for bad in ({"lam": 0.5}, {"quadruplets": "all"}):
+    for bad in ({"lam": 0.5}, {"quadruplets": "all"}, {"rerank_top_k": -1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**PDDM_SPEC.defaults, **bad}, PDDM_SPEC.hparam_schema)
 
