@@ -16,10 +16,13 @@ SUMMARY_COLUMNS = ("map@r", "r_precision", "map@k")
 
 
 def summary_keys(metrics: dict[str, float]) -> list[str]:
-    """The figures worth a column: Recall@K in K order, then MAP@R, R-Precision, hashing mAP."""
-    return [k for k in metrics if k.startswith("recall@")] + [
-        k for k in SUMMARY_COLUMNS if k in metrics
-    ]
+    """The figures worth a column: Recall@K in K order, then MAP@R, R-Precision, hashing mAP,
+    then re-ranked Recall@K (rerank@k/recall@K) where a method reports it."""
+    return (
+        [k for k in metrics if k.startswith("recall@")]
+        + [k for k in SUMMARY_COLUMNS if k in metrics]
+        + [k for k in metrics if k.startswith("rerank@")]
+    )
 
 
 def evaluations_table(result: dict[str, Any]) -> str:
@@ -42,7 +45,7 @@ def evaluations_table(result: dict[str, Any]) -> str:
         "loss",
         *(
             k.replace("recall@", "R@").upper()
-            if k.startswith("recall@")
+            if k.startswith(("recall@", "rerank@"))
             else k.upper().replace("_", "-")
             for k in keys
         ),

@@ -115,7 +115,10 @@ class MethodSpec:
 
     The criterion is an nn.Module whose `forward(outputs, batch)` returns the loss, or
     `(loss, {name: float})` with extra scalars to log. It may define `on_epoch_start(epoch)` and
-    `on_epoch_end(epoch)` for work outside the gradient step.
+    `on_epoch_end(epoch)` for work outside the gradient step. A criterion with a learned pair
+    score may set `rerank_top_k` > 0 and define `rerank_scores(query (b, D), candidates
+    (b, k, D)) -> (b, k)`: evaluations then add `rerank@k/recall@K` figures (the first k items
+    of each ranking re-ordered by that score) beside the standard ones.
     """
 
     name: str

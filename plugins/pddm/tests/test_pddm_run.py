@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from bench_pddm import PDDMLoss
+
 from benchmark.config import build_run_config
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.optim import build_optimizer
