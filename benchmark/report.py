@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sys
 from typing import Any
 
@@ -12,14 +14,15 @@ from benchmark.hookspecs import hookimpl
 from benchmark.plugins import Registry
 from benchmark.specs import DatasetSpec
 
-SUMMARY_COLUMNS = ("map@r", "r_precision", "map@k")
+SUMMARY_COLUMNS = ("map@r", "r_precision", "map@k", "map@k_index_order", "precision@radius2")
+RECALL_AT_K = re.compile(r"recall@[0-9]+$")
 
 
 def summary_keys(metrics: dict[str, float]) -> list[str]:
     """The figures worth a column: Recall@K in K order, then MAP@R, R-Precision, hashing mAP,
     then re-ranked Recall@K (rerank@k/recall@K) where a method reports it."""
     return (
-        [k for k in metrics if k.startswith("recall@")]
+        [k for k in metrics if RECALL_AT_K.match(k)]
         + [k for k in SUMMARY_COLUMNS if k in metrics]
         + [k for k in metrics if k.startswith("rerank@")]
     )
@@ -45,7 +48,7 @@ def evaluations_table(result: dict[str, Any]) -> str:
         "loss",
         *(
             k.replace("recall@", "R@").upper()
-            if k.startswith(("recall@", "rerank@"))
+            if RECALL_AT_K.match(k) or k.startswith("rerank@")
             else k.upper().replace("_", "-")
             for k in keys
         ),

@@ -103,6 +103,7 @@ class BuildContext:
     num_train_images: int
     num_attributes: int
     device: torch.device
+    hash_bits: int = 0  # bits of the protocol's hash head (model.hash.bits); 0 without one
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ class MethodSpec:
     score may set `rerank_top_k` > 0 and define `rerank_scores(query (b, D), candidates
     (b, k, D)) -> (b, k)`: evaluations then add `rerank@k/recall@K` figures (the first k items
     of each ranking re-ordered by that score) beside the standard ones.
+    A criterion may define `summary() -> dict` (JSON values): it goes into the result file as
+    `criterion_summary`, for state worth keeping with the figures (hash centres, learned
+    weights).
     """
 
     name: str

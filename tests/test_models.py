@@ -84,3 +84,23 @@ def test_the_attribute_head_gives_one_logit_per_attribute():
 def test_an_attribute_head_without_attributes_is_refused():
     with pytest.raises(BenchError, match="'attributes' head needs a dataset with attributes"):
         build_model(build_convnet_small(None), ("embedding", "attributes"), MODEL_CFG, 0)
+
+
+def test_the_hash_head_is_csqs_official_head_or_a_single_layer():
+    cfg = {**MODEL_CFG, "hash": {"bits": 12, "hidden": 64, "dropout": 0.5}}
+    model = build_model(build_convnet_small(None), ("hash",), cfg).eval()
+    layers = model.heads["hash"].layers
+    assert [type(layer).__name__ for layer in layers] == [
+        "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear",
+    ]  # fmt: skip
+    assert (layers[0].in_features, layers[0].out_features, layers[-1].out_features) == (256, 64, 12)
+    codes = model(torch.randn(3, 3, 32, 32))["hash"]
+    assert codes.shape == (3, 12) and (codes.abs() < 1).all()
+    single = build_model(build_convnet_small(None), ("hash",), {**cfg, "hash": {
+        "bits": 12, "hidden": 0, "dropout": 0.5}}).heads["hash"].layers  # fmt: skip
+    assert [type(layer).__name__ for layer in single] == ["Linear"]
+
+
+def test_a_hash_head_without_the_protocols_hash_section_is_refused():
+    with pytest.raises(BenchError, match="'hash' head needs the protocol's model.hash section"):
+        build_model(build_convnet_small(None), ("hash",), MODEL_CFG)

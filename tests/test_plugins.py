@@ -104,7 +104,7 @@ def test_malformed_specs_are_rejected_with_reasons():
     )
     assert errors[3] == (
         "malformed method: method 'bad-head': heads ('embedding', 'segmentation') must be a "
-        "non-empty subset of ('embedding', 'attributes')"
+        "non-empty subset of ('embedding', 'attributes', 'hash')"
     )
     assert errors[4] == (
         "malformed method: method 'bad-output': eval_output 'hash' is not one of its heads "

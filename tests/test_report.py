@@ -41,3 +41,14 @@ def test_the_table_has_one_row_per_evaluation_in_percent():
     assert lines[-1] == (
         "pddm on synth-cub: train 1.0 s (320 img/s), eval 2.0 s, total 3.0 s on cpu: x86_64"
     )
+
+
+def test_hashing_columns_are_map_and_the_hamming_ball_precision():
+    metrics = {
+        "map@k": 0.5,
+        "map@k_index_order": 0.5,
+        "precision@radius2": 0.25,
+        "recall@radius2": 0.75,
+        "queries": 3,
+    }
+    assert summary_keys(metrics) == ["map@k", "map@k_index_order", "precision@radius2"]

@@ -41,3 +41,30 @@ def test_more_classes_per_batch_than_classes_is_a_clear_error():
         BenchError, match="data.classes_per_batch=11 but the training split has only 10 classes"
     ):
         PKSampler(LABELS, 11, 2, 1, seed=0)
+
+
+def test_multi_hot_labels_get_random_batches_of_p_times_k_distinct_images():
+    from benchmark.data.samplers import RandomBatchSampler, training_sampler
+
+    labels = np.eye(4)[np.arange(30) % 4]
+    labels[::5, 0] = 1  # some images hold two classes
+    data_cfg = {"classes_per_batch": 2, "samples_per_class": 4}
+    sampler = training_sampler(labels, data_cfg, iterations=6, seed=3)
+    assert isinstance(sampler, RandomBatchSampler)
+    sampler.set_epoch(2)
+    batches = list(sampler)
+    assert len(batches) == 6 and all(len(set(b)) == len(b) == 8 for b in batches)
+    assert all(0 <= i < 30 for b in batches for i in b)
+    again = training_sampler(labels, data_cfg, iterations=6, seed=3)
+    again.set_epoch(2)
+    assert list(again) == batches
+    again.set_epoch(3)
+    assert list(again) != batches
+    assert isinstance(training_sampler(np.arange(30) % 4, data_cfg, 6, 3), PKSampler)
+
+
+def test_a_random_batch_larger_than_the_split_is_refused():
+    from benchmark.data.samplers import RandomBatchSampler
+
+    with pytest.raises(BenchError, match="A batch of 40 images .* larger than the training split"):
+        RandomBatchSampler(30, 40, iterations=1, seed=0)

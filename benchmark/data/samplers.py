@@ -54,3 +54,43 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
 
     def _pick(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
         return rng.choice(members, size=self.k, replace=len(members) < self.k)
+
+
+class RandomBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of `batch_size` distinct images drawn at random, `iterations` batches per pass:
+    for multi-label (hashing) training sets, where P x K classes are not defined.
+
+    Seeded: the same (seed, epoch) gives the same batches.
+    """
+
+    def __init__(self, size: int, batch_size: int, iterations: int, seed: int) -> None:
+        if batch_size > size:
+            raise BenchError(
+                f"A batch of {batch_size} images (data.classes_per_batch x "
+                f"data.samples_per_class) is larger than the training split ({size} images); "
+                f"lower it with --set."
+            )
+        self.size, self.batch_size, self.iterations, self.seed = size, batch_size, iterations, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.iterations):
+            yield rng.choice(self.size, size=self.batch_size, replace=False).tolist()
+
+
+def training_sampler(
+    labels: np.ndarray, data_cfg, iterations: int, seed: int
+) -> PKSampler | RandomBatchSampler:
+    """P x K batches for single-label training sets; for multi-hot (N, C) labels, random
+    batches of the same size P x K."""
+    p, k = data_cfg["classes_per_batch"], data_cfg["samples_per_class"]
+    if np.asarray(labels).ndim == 2:
+        return RandomBatchSampler(len(labels), p * k, iterations, seed)
+    return PKSampler(labels, p, k, iterations, seed)

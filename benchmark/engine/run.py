@@ -15,7 +15,7 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.data.loading import train_loader
 from benchmark.data.pipeline import batches, build_pipeline
-from benchmark.data.samplers import PKSampler
+from benchmark.data.samplers import training_sampler
 from benchmark.engine.checkpoint import save_checkpoint
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.optim import build_optimizer, build_scheduler
@@ -86,6 +86,9 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     result = _result(registry, config, splits, options, evaluations, timer, device)
     result["dataset"]["counts"]["skipped_images"] = data_use["skipped_images"]
     result["dataset"]["pipeline"] = data_use["pipeline"]
+    summary = getattr(state.criterion, "summary", None)
+    if callable(summary):
+        result["criterion_summary"] = summary()
     path = result_path(result, options.results_dir)
     if options.save_checkpoint:
         checkpoint = path.with_suffix(".pt")
@@ -115,6 +118,11 @@ def _train_state(
     return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
 
 
+def count_classes(labels: np.ndarray) -> int:
+    """Distinct class ids, or the number of label columns of multi-hot (N, C) labels."""
+    return labels.shape[1] if labels.ndim == 2 else len(np.unique(labels))
+
+
 def build_context(
     hparams: Mapping[str, Any], model_cfg: Mapping[str, Any], splits: Splits, device: torch.device
 ) -> BuildContext:
@@ -122,10 +130,11 @@ def build_context(
     return BuildContext(
         hparams=dict(hparams),
         embedding_dim=model_cfg["embedding_dim"],
-        num_classes=len(np.unique(splits.train.labels)),
+        num_classes=count_classes(splits.train.labels),
         num_train_images=len(splits.train),
         num_attributes=len(splits.attribute_names),
         device=device,
+        hash_bits=model_cfg.get("hash", {}).get("bits", 0),
     )
 
 
@@ -155,12 +164,8 @@ def _loop(
         splits, data_cfg, options.data_root, config.dataset, options.skip_bad_images
     )
     train_set, query, gallery = pipeline.train, pipeline.query, pipeline.gallery
-    sampler = PKSampler(
-        splits.train.labels,
-        data_cfg["classes_per_batch"],
-        data_cfg["samples_per_class"],
-        train_cfg["iterations_per_epoch"],
-        config.seed,
+    sampler = training_sampler(
+        splits.train.labels, data_cfg, train_cfg["iterations_per_epoch"], config.seed
     )
     loader = batches(
         train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda"),
@@ -266,7 +271,7 @@ def _result(
                 "train": len(splits.train),
                 "query": len(splits.query),
                 "gallery": len(splits.gallery),
-                "train_classes": len(np.unique(splits.train.labels)),
+                "train_classes": count_classes(splits.train.labels),
             },
         },
         "seed": config.seed,

@@ -38,8 +38,33 @@ class AttributeHead(nn.Module):
         return self.linear(features)
 
 
+class HashHead(nn.Module):
+    """Relaxed hash codes in (-1, 1)^bits: tanh of the last layer.
+
+    hidden > 0 gives CSQ's official head, Linear(in, hidden) -> ReLU -> Dropout -> Linear(hidden,
+    hidden) -> ReLU -> Linear(hidden, bits) -> tanh; hidden = 0 a single Linear(in, bits) -> tanh.
+    """
+
+    def __init__(self, in_features: int, bits: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        if hidden:
+            self.layers = nn.Sequential(
+                nn.Linear(in_features, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, bits),
+            )
+        else:
+            self.layers = nn.Sequential(nn.Linear(in_features, bits))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.layers(features))
+
+
 # The heads a MethodSpec may ask for, by name.
-HEADS = ("embedding", "attributes")
+HEADS = ("embedding", "attributes", "hash")
 
 
 def build_head(
@@ -53,6 +78,15 @@ def build_head(
                 "The 'attributes' head needs a dataset with attributes; this has none."
             )
         return AttributeHead(in_features, num_attributes)
+    if name == "hash":
+        if "hash" not in model_cfg:
+            raise BenchError(
+                "The 'hash' head needs the protocol's model.hash section ({bits, hidden, "
+                "dropout}); this protocol has none. Use a protocol with one (cpu-smoke, or a "
+                "hashing protocol) or add it."
+            )
+        cfg = model_cfg["hash"]
+        return HashHead(in_features, cfg["bits"], cfg["hidden"], cfg["dropout"])
     raise BenchError(f"Unknown model head '{name}'. Available: {', '.join(HEADS)}.")
 
 
