@@ -157,3 +157,14 @@ class Batch:
             return value.to(device, non_blocking=non_blocking) if torch.is_tensor(value) else value
 
         return Batch(*(move(getattr(self, name)) for name in self.__dataclass_fields__))
+
+
+def closed_schema(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A MethodSpec.hparam_schema in which every listed hyper-parameter is required and no
+    other is allowed: what `--set` needs to catch misspelt names."""
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": sorted(properties),
+        "additionalProperties": False,
+    }

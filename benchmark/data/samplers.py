@@ -10,7 +10,23 @@ import torch
 from benchmark.errors import BenchError
 
 
-class PKSampler(torch.utils.data.Sampler[list[int]]):
+class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """`iterations` batches per pass, drawn from a generator seeded by (seed, epoch)."""
+
+    def __init__(self, iterations: int, seed: int) -> None:
+        self.iterations, self.seed, self.epoch = iterations, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch])
+
+
+class PKSampler(EpochBatchSampler):
     """Batches of P distinct classes x K images per class, `iterations` batches per pass.
 
     Classes with fewer than K images are filled by sampling with replacement (as the official
@@ -31,23 +47,12 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
                 f"data.classes_per_batch={classes_per_batch} but the training split "
                 f"has only {len(classes)} classes; lower it with --set."
             )
+        super().__init__(iterations, seed)
         self.members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
-        self.p, self.k, self.iterations, self.seed = (
-            classes_per_batch,
-            samples_per_class,
-            iterations,
-            seed,
-        )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.iterations
+        self.p, self.k = classes_per_batch, samples_per_class
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = self.rng()
         for _ in range(self.iterations):
             chosen = rng.choice(len(self.members), size=self.p, replace=False)
             yield [int(i) for c in chosen for i in self._pick(rng, self.members[c])]
@@ -56,7 +61,7 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         return rng.choice(members, size=self.k, replace=len(members) < self.k)
 
 
-class RandomBatchSampler(torch.utils.data.Sampler[list[int]]):
+class RandomBatchSampler(EpochBatchSampler):
     """Batches of `batch_size` distinct images drawn at random, `iterations` batches per pass:
     for multi-label (hashing) training sets, where P x K classes are not defined.
 
@@ -70,17 +75,11 @@ class RandomBatchSampler(torch.utils.data.Sampler[list[int]]):
                 f"data.samples_per_class) is larger than the training split ({size} images); "
                 f"lower it with --set."
             )
-        self.size, self.batch_size, self.iterations, self.seed = size, batch_size, iterations, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.iterations
+        super().__init__(iterations, seed)
+        self.size, self.batch_size = size, batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = self.rng()
         for _ in range(self.iterations):
             yield rng.choice(self.size, size=self.batch_size, replace=False).tolist()
 
