@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 os.environ["BENCH_OFFLINE"] = "1"
-os.environ["BENCH_PLUGINS"] = "ms,pddm,sgml"
+os.environ["BENCH_PLUGINS"] = "ms,pddm,sgml,ics"
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,13 @@ def registry():
     from benchmark.plugins import load_plugins
 
     return load_plugins()
+
+
+@pytest.fixture(scope="session")
+def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding synth-coco, generated once per test session."""
+    from benchmark.data.datasets.synth_coco import ensure_synth_coco
+
+    root = tmp_path_factory.mktemp("coco-data")
+    ensure_synth_coco(root)
+    return root

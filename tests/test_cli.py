@@ -45,11 +45,13 @@ def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry
     [
         (
             ["--plugin", "mss", "--dataset", "synth-cub"],
-            "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: ms, pddm.\n",
+            "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: binomial, csq, ics, "
+            "ms, pddm, sgml.\n",
         ),
         (
             ["--plugin", "ms", "--dataset", "synth-cub", "--protocol", "smoke"],
-            "Error: Unknown protocol 'smoke'. Did you mean 'cpu-smoke'? Available: cpu-smoke.\n",
+            "Error: Unknown protocol 'smoke'. Did you mean 'cpu-smoke'? Available: cpu-smoke, "
+            "sgml-cub, sgml-inshop.\n",
         ),
         (
             ["--plugin", "ms", "--dataset", "synth-cub", "--set", "train.lr=0.1"],
@@ -81,8 +83,14 @@ def test_plugins_lists_versions_and_registrations(runner):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["plugin", "version", "source", "registers", "status"]
-    assert lines[3].split(None, 5)[:5] == ["ms", "0.1.0", "entry", "point", "bench_ms"]
-    assert lines[3].split()[-3:] == ["methods:", "ms", "ok"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert list(rows) == ["builtin", "ics", "ms", "pddm", "sgml"]  # entry points by name
+    assert rows["ms"][:5] == ["ms", "0.1.0", "entry", "point", "bench_ms"]
+    assert rows["ms"][-3:] == ["methods:", "ms", "ok"]
+    assert (
+        rows["sgml"][-6:]
+        == ["methods:", "sgml,", "binomial;", "protocols:", "sgml-cub,", "sgml-inshop", "ok"][-6:]
+    )
     assert (
         "datasets: cub, cars196, inshop, coco, synth-cub, synth-inshop, synth-coco; "
         "backbones: convnet-small, resnet18, resnet50; protocols: cpu-smoke" in lines[2]
@@ -94,12 +102,16 @@ def test_list_methods(runner):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["method", "tasks", "plugin", "summary"]
-    assert lines[2].startswith("ms ") and "retrieval, query-gallery  ms" in lines[2]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert list(rows) == ["binomial", "csq", "ics", "ms", "pddm", "sgml"]
+    assert "retrieval, query-gallery  ms" in rows["ms"]
+    assert rows["csq"].split()[:3] == ["csq", "hashing", "ics"]
+    assert "retrieval, query-gallery  sgml" in rows["sgml"]
 
 
 def test_list_protocols_and_backbones(runner):
     protocols = runner.invoke(cli, ["list", "protocols"]).stdout.splitlines()
-    assert protocols[2].split()[:3] == ["cpu-smoke", "1", "standard"]
+    assert protocols[2].split()[:3] == ["cpu-smoke", "2", "standard"]
     backbones = runner.invoke(cli, ["list", "backbones"]).stdout.splitlines()
     assert [line.split()[0] for line in backbones[2:]] == ["convnet-small", "resnet18", "resnet50"]
     assert backbones[3].split()[1:3] == ["imagenet", "builtin"]

@@ -13,6 +13,7 @@ from benchmark.specs import TASKS, Batch, BuildContext
 REGISTRY = load_plugins()
 METHODS = sorted(REGISTRY.methods)
 NUM_ATTRIBUTES = 6
+HASH_BITS = 16
 
 
 def criterion_for(name: str, dim: int = 16):
@@ -25,16 +26,24 @@ def criterion_for(name: str, dim: int = 16):
         num_train_images=16,
         num_attributes=NUM_ATTRIBUTES if "attributes" in spec.heads else 0,
         device=torch.device("cpu"),
+        hash_bits=HASH_BITS if "hash" in spec.heads else 0,
     )
     return spec, spec.build(context)
 
 
 def batch_of(embeddings: torch.Tensor, heads: tuple[str, ...]) -> tuple[dict, Batch]:
     """The outputs of every head a method asks for, all functions of `embeddings`, and a
-    4 x 4 batch (with attributes, some unknown, when the method has an attribute head)."""
+    4 x 4 batch (with attributes, some unknown, when the method has an attribute head; with
+    multi-hot labels, some images holding a second class, for hashing methods)."""
     labels = torch.arange(4).repeat_interleave(4)
     generator = torch.Generator().manual_seed(5)
     outputs = {"embedding": F.normalize(embeddings, dim=1)}
+    if "hash" in heads:
+        projection = torch.randn(embeddings.shape[1], HASH_BITS, generator=generator)
+        outputs["hash"] = torch.tanh(embeddings @ projection / 4)
+        multi_hot = F.one_hot(labels, 4).float()
+        multi_hot[::3, 0] = 1.0
+        labels = multi_hot
     attributes = mask = None
     if "attributes" in heads:
         projection = torch.randn(embeddings.shape[1], NUM_ATTRIBUTES, generator=generator)

@@ -9,7 +9,7 @@ from bench_sgml.binomial import BinomialDevianceLoss, binomial_deviance
 from bench_sgml.granularity import granularity_similarity, modulation
 from bench_sgml.loss import SGMLLoss, attribute_loss, soft_binomial_deviance
 from benchmark.hookspecs import hookimpl
-from benchmark.specs import BuildContext, MethodSpec, Paper
+from benchmark.specs import BuildContext, MethodSpec, Paper, closed_schema
 
 __all__ = [
     "BINOMIAL_SPEC",
@@ -102,15 +102,6 @@ _SGML_PROPERTIES = {
 }
 
 
-def _schema(properties: dict) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": sorted(properties),
-        "additionalProperties": False,
-    }
-
-
 def build_sgml(ctx: BuildContext) -> SGMLLoss:
     return SGMLLoss(**ctx.hparams)
 
@@ -131,7 +122,7 @@ SGML_SPEC = MethodSpec(
     tasks=("retrieval", "query-gallery"),
     build=build_sgml,
     defaults=SGML_DEFAULTS,
-    hparam_schema=_schema(_SGML_PROPERTIES),
+    hparam_schema=closed_schema(_SGML_PROPERTIES),
     heads=("embedding", "attributes"),
     eval_output="embedding",
     distance="cosine",
@@ -163,7 +154,7 @@ BINOMIAL_SPEC = MethodSpec(
     tasks=("retrieval", "query-gallery"),
     build=build_binomial,
     defaults=BINOMIAL_DEFAULTS,
-    hparam_schema=_schema(_BINOMIAL_PROPERTIES),
+    hparam_schema=closed_schema(_BINOMIAL_PROPERTIES),
     heads=("embedding",),
     eval_output="embedding",
     distance="cosine",

@@ -46,3 +46,15 @@ def test_a_saved_sgml_run_is_rescored_to_the_same_figures(registry, sgml_run, da
     _, figures = rescore(registry, path, data_root, "cpu")
     final = result["final"]["metrics"]
     assert figures["recall@1"] == pytest.approx(final["recall@1"], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["sgml-cub", "sgml-inshop"])
+def test_the_shipped_protocols_are_registered_as_paper_protocols(registry, name):
+    protocol = registry.protocols[name]
+    assert protocol["kind"] == "paper" and "ours" in protocol["summary"]
+    assert protocol["model"]["embedding_dim"] == 512
+    assert (protocol["model"]["backbone"], protocol["model"]["pretrained"]) == (
+        "resnet50",
+        "imagenet",
+    )
+    assert registry.owner("protocols", name).name == "sgml"
