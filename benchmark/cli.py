@@ -20,6 +20,7 @@ from benchmark.report import (
     listing,
     metrics_table,
     plugins_table,
+    seeds_table,
 )
 
 
@@ -57,6 +58,19 @@ def cli() -> None:
 @click.option("--dataset", "-d", required=True, help="Dataset to train and evaluate on.")
 @click.option("--protocol", default="cpu-smoke", show_default=True, help="Name or JSON path.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--seeds",
+    default=None,
+    help="Run several seeds: a count (3 = seeds 0, 1, 2) or a list (0,1,2); prints mean, sd "
+    "and 95% CI. Replaces --seed.",
+)
+@click.option(
+    "--select-on",
+    type=click.Choice(["validation", "last", "test"]),
+    default=None,
+    help="Which weights the test split sees [default: the protocol's, validation]. 'test' picks "
+    "the best on the test split, as most papers do: the result is marked and ranked apart.",
+)
 @click.option("--preset", default=None, help="A named hyper-parameter set of the method.")
 @click.option(
     "--set",
@@ -86,6 +100,8 @@ def run(
     dataset,
     protocol,
     seed,
+    seeds,
+    select_on,
     preset,
     overrides,
     data_root,
@@ -96,21 +112,24 @@ def run(
     save_checkpoint,
     skip_bad_images,
 ) -> None:
-    """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file."""
+    """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file per seed."""
     from benchmark.config import build_run_config
+    from benchmark.stats import parse_seeds
 
+    try:
+        seed_list = [seed] if seeds is None else parse_seeds(seeds)
+    except ValueError as error:
+        raise BenchError(str(error)) from None
     loaded = registry()
-    config = build_run_config(
-        loaded,
-        method=method,
-        dataset=dataset,
-        protocol=protocol,
-        seed=seed,
-        preset=preset,
-        overrides=overrides,
-    )
+    configs = [
+        build_run_config(
+            loaded, method=method, dataset=dataset, protocol=protocol, seed=one, preset=preset,
+            overrides=overrides, select_on=select_on,
+        )
+        for one in seed_list
+    ]  # fmt: skip
     if dry_run:
-        document = {"fingerprint": config.fingerprint, "config": config.to_dict()}
+        document = {"fingerprint": configs[0].fingerprint, "config": configs[0].to_dict()}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
         return
     from benchmark.data.root import resolve_data_root
@@ -124,16 +143,21 @@ def run(
         save_checkpoint,
         skip_bad_images,
     )
-    click.echo(
-        f"{method} on {dataset}, protocol {protocol}, seed {seed}, "
-        f"fingerprint {config.fingerprint[:12]}",
-        err=True,
-    )
     if progress:
         loaded.manager.register(ConsoleReporter(), name="console")
-    result, path = execute(loaded, config, options)
-    click.echo(evaluations_table(result))
-    click.echo(f"\nResult written to {path}")
+    results = []
+    for config in configs:
+        click.echo(
+            f"{method} on {dataset}, protocol {protocol}, seed {config.seed}, "
+            f"fingerprint {config.fingerprint[:12]}",
+            err=True,
+        )
+        result, path = execute(loaded, config, options)
+        results.append(result)
+        click.echo(evaluations_table(result))
+        click.echo(f"\nResult written to {path}")
+    if len(results) > 1:
+        click.echo("\n" + seeds_table(results))
 
 
 def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:

@@ -108,8 +108,14 @@ def build_run_config(
     seed: int = 0,
     preset: str | None = None,
     overrides: Sequence[str] = (),
+    select_on: str | None = None,
 ) -> RunConfig:
-    """Resolve names, merge method defaults (or a preset) and overrides, validate everything."""
+    """Resolve names, merge method defaults (or a preset) and overrides, validate everything.
+
+    select_on: shorthand for the override eval.selection=<value> (validation, last or test).
+    """
+    if select_on is not None:
+        overrides = (*overrides, f"eval.selection={select_on}")
     method_spec = registry.method(method)
     dataset_spec = registry.dataset(dataset)
     if dataset_spec.task not in method_spec.tasks:
@@ -127,8 +133,17 @@ def build_run_config(
     validate(resolved, load_schema("protocol.schema.json"), "protocol after --set")
     validate(hparams, dict(method_spec.hparam_schema), f"hyper-parameters of method '{method}'")
     _check_dataset_options(dataset_spec, resolved["data"]["dataset_options"])
+    _check_selection(resolved)
     registry.backbone(resolved["model"]["backbone"])
     return RunConfig(method, preset_name, hparams, dataset, resolved, seed, tuple(overrides))
+
+
+def _check_selection(protocol: Mapping[str, Any]) -> None:
+    if protocol["eval"]["selection"] == "validation" and "validation" not in protocol["eval"]:
+        raise BenchError(
+            f"Protocol '{protocol['name']}' selects on the validation split but defines none: "
+            f"add eval.validation ({{fraction, seed}}) or select on 'last'."
+        )
 
 
 def _check_dataset_options(spec: DatasetSpec, options: dict[str, Any]) -> None:

@@ -57,9 +57,11 @@ def bench_run_start(config: Mapping[str, Any], fingerprint: str) -> None:
 
 @hookspec
 def bench_epoch_end(
-    epoch: int, iteration: int, train_loss: float | None, metrics: Mapping[str, float]
+    epoch: int, iteration: int, train_loss: float | None, metrics: Mapping[str, float], split: str
 ) -> None:
-    """Called after every evaluation (epoch 0 included) with the figures just measured."""
+    """Called after every evaluation (epoch 0 included) with the figures just measured on
+    `split`: "validation" during training, "test" once at the end (or during training when the
+    run selects on the test split). An implementation may leave out arguments it does not use."""
 
 
 @hookspec

@@ -27,39 +27,62 @@ def summary_keys(metrics: dict[str, float]) -> list[str]:
     )
 
 
+def column_name(key: str) -> str:
+    if RECALL_AT_K.match(key) or key.startswith("rerank@"):
+        return key.replace("recall@", "R@").upper()
+    return key.upper().replace("_", "-")
+
+
+SELECTED_BY = {
+    "validation": "the best on the validation split",
+    "last": "the last ones",
+    "test": "the best ON THE TEST SPLIT (not comparable with validation-selected results)",
+}
+
+
 def evaluations_table(result: dict[str, Any]) -> str:
-    """One row per evaluation: epoch, mean training loss, the retrieval metrics in percent."""
-    keys = summary_keys(result["evaluations"][-1]["metrics"])
+    """One row per evaluation (split, epoch, mean training loss, metrics in percent), then how
+    the test figures' weights were chosen and the run's timings."""
+    keys = summary_keys(result["final"]["metrics"])
     rows = []
     for entry in result["evaluations"]:
         loss = entry.get("train", {}).get("loss")
         rows.append(
             [
+                entry["split"],
                 entry["epoch"],
                 entry["iteration"],
                 "-" if loss is None else f"{loss:.4f}",
                 *(f"{100 * entry['metrics'][k]:.2f}" for k in keys),
             ]
         )
-    headers = [
-        "epoch",
-        "iteration",
-        "loss",
-        *(
-            k.replace("recall@", "R@").upper()
-            if RECALL_AT_K.match(k) or k.startswith("rerank@")
-            else k.upper().replace("_", "-")
-            for k in keys
-        ),
-    ]
-    timings = result["timings"]
+    headers = ["split", "epoch", "iteration", "loss", *(column_name(k) for k in keys)]
+    final, timings = result["final"], result["timings"]
     footer = (
+        f"\ntest figures: weights of epoch {final['epoch']}, "
+        f"{SELECTED_BY[final['selection']]}"
         f"\n{result['config']['method']} on {result['dataset']['name']}: train "
         f"{timings['train_seconds']:.1f} s ({timings['train_images_per_second']:.0f} img/s), "
         f"eval {timings['eval_seconds']:.1f} s, total {timings['total_seconds']:.1f} s "
         f"on {result['environment']['device']}"
     )
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + footer
+
+
+def seeds_table(results: list[dict[str, Any]]) -> str:
+    """The test figures of replicate runs (one row per seed), then mean, sd and 95% CI."""
+    from benchmark.stats import summarize_metrics
+
+    keys = summary_keys(results[0]["final"]["metrics"])
+    rows = [
+        [f"seed {r['seed']}", *(f"{100 * r['final']['metrics'][k]:.2f}" for k in keys)]
+        for r in results
+    ]
+    summary = summarize_metrics((r["final"]["metrics"] for r in results), keys)
+    for label, field in (("mean", "mean"), ("sd", "std"), ("95% CI ±", "ci95")):
+        rows.append([label, *(f"{100 * summary[k][field]:.2f}" for k in keys)])
+    headers = [f"test ({len(results)} seeds)", *(column_name(k) for k in keys)]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def metrics_table(figures: dict[str, float]) -> str:
@@ -133,11 +156,12 @@ class ConsoleReporter:
     """A lifecycle-hook plugin the CLI registers: one line per evaluation while a run goes on."""
 
     @hookimpl
-    def bench_epoch_end(self, epoch, iteration, train_loss, metrics) -> None:
+    def bench_epoch_end(self, epoch, iteration, train_loss, metrics, split) -> None:
         shown = [
             f"{k.replace('recall@', 'R@')} {100 * metrics[k]:.2f}" for k in summary_keys(metrics)
         ]
         loss = "" if train_loss is None else f"loss {train_loss:.4f}  "
         tqdm.write(
-            f"epoch {epoch:>3} (iteration {iteration}): {loss}{'  '.join(shown)}", file=sys.stderr
+            f"epoch {epoch:>3} (iteration {iteration}) {split}: {loss}{'  '.join(shown)}",
+            file=sys.stderr,
         )

@@ -104,6 +104,9 @@ class BuildContext:
     num_attributes: int
     device: torch.device
     hash_bits: int = 0  # bits of the protocol's hash head (model.hash.bits); 0 without one
+    # The sorted class ids the run trains on (a validation split's classes left out); empty for
+    # multi-hot labels. Criteria with one parameter per class map labels through it.
+    class_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

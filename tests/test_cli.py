@@ -111,7 +111,7 @@ def test_list_methods(runner):
 
 def test_list_protocols_and_backbones(runner):
     protocols = runner.invoke(cli, ["list", "protocols"]).stdout.splitlines()
-    assert protocols[2].split()[:3] == ["cpu-smoke", "2", "standard"]
+    assert protocols[2].split()[:3] == ["cpu-smoke", "3", "standard"]
     backbones = runner.invoke(cli, ["list", "backbones"]).stdout.splitlines()
     assert [line.split()[0] for line in backbones[2:]] == ["convnet-small", "resnet18", "resnet50"]
     assert backbones[3].split()[1:3] == ["imagenet", "builtin"]
@@ -129,24 +129,23 @@ def test_run_reports_each_evaluation_and_ends_with_a_table(runner, data_root, tm
     args += ["--results-dir", str(tmp_path)] + [f"--set={item}" for item in fast]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    progress = re.findall(r"epoch +\d+ \(iteration \d+\): [^\r\n]*", result.stderr)
-    assert [line.split(":")[0] for line in progress] == [
-        "epoch   0 (iteration 0)",
-        "epoch   1 (iteration 2)",
+    progress = re.findall(r"epoch +\d+ \(iteration \d+\) \w+: [^\r\n]*", result.stderr)
+    assert [line.split(":")[0] for line in progress[:2]] == [
+        "epoch   0 (iteration 0) validation",
+        "epoch   1 (iteration 2) validation",
     ]
+    assert re.match(r"epoch   [01] \(iteration [02]\) test", progress[2]) and len(progress) == 3
     assert "R@1 " in progress[0] and "loss " in progress[1] and "loss " not in progress[0]
     table = result.stdout.splitlines()
     assert table[0].split() == [
-        "epoch",
-        "iteration",
-        "loss",
-        "R@1",
-        "R@2",
-        "R@4",
-        "R@8",
-        "MAP@R",
-        "R-PRECISION",
+        "split", "epoch", "iteration", "loss", "R@1", "R@2", "R@4", "R@8", "MAP@R", "R-PRECISION",
+    ]  # fmt: skip
+    assert [row.split()[:3] for row in table[2:4]] == [
+        ["validation", "0", "0"],
+        ["validation", "1", "2"],
     ]
-    assert [row.split()[:2] for row in table[2:4]] == [["0", "0"], ["1", "2"]]
+    assert table[4].split()[0] == "test"
+    assert table[5].startswith("test figures: weights of epoch ")
+    assert table[5].endswith(", the best on the validation split")
     (written,) = (tmp_path / "synth-cub" / "ms").glob("*.json")
     assert table[-1] == f"Result written to {written}"

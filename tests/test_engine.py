@@ -15,6 +15,7 @@ from benchmark.plugins import load_plugins
 from benchmark.results import read_result, validate_result, write_result
 
 FAST = ("train.epochs=1", "train.iterations_per_epoch=3", "data.classes_per_batch=4")
+SELECTION = ("train.epochs=3", "train.iterations_per_epoch=2", "data.classes_per_batch=4")
 
 
 class Recorder:
@@ -26,8 +27,10 @@ class Recorder:
         self.calls.append(("start", config["method"], fingerprint))
 
     @hookimpl
-    def bench_epoch_end(self, epoch, iteration, train_loss, metrics):
-        self.calls.append(("epoch", epoch, iteration, train_loss is None, "recall@1" in metrics))
+    def bench_epoch_end(self, epoch, iteration, train_loss, metrics, split):
+        self.calls.append(
+            ("epoch", split, epoch, iteration, train_loss is None, "recall@1" in metrics)
+        )
 
     @hookimpl
     def bench_run_end(self, result, path):
@@ -56,26 +59,39 @@ def test_a_short_run_writes_one_valid_result_file(short_run):
     assert result["method"]["plugin"] == "ms" and result["method"]["fidelity"] == "faithful"
 
 
-def test_the_result_holds_epoch_zero_and_final_evaluations(short_run):
+def test_the_result_holds_validation_curves_and_one_test_evaluation(short_run):
     _, result, _, _, _ = short_run
-    assert [(e["epoch"], e["iteration"]) for e in result["evaluations"]] == [(0, 0), (1, 3)]
+    assert [(e["split"], e["epoch"], e["iteration"]) for e in result["evaluations"]] == [
+        ("validation", 0, 0),
+        ("validation", 1, 3),
+        ("test", result["final"]["epoch"], 3 if result["final"]["epoch"] == 1 else 0),
+    ]
     final = result["final"]
-    assert final["selection"] == "last" and final["epoch"] == 1
+    assert (
+        final["selection"] == "validation"
+        and final["metrics"] == result["evaluations"][2]["metrics"]
+    )
     assert {"recall@1", "recall@2", "recall@4", "recall@8", "map@r"} <= set(final["metrics"])
     assert 0.0 <= final["metrics"]["recall@1"] <= final["metrics"]["recall@8"] <= 1.0
     assert result["evaluations"][1]["train"]["loss"] > 0
     counts = result["dataset"]["counts"]
     assert counts["train_classes"] == 50 and counts["query"] == counts["gallery"]
+    # A quarter of the 50 training classes is held out for validation (cpu-smoke).
+    assert counts["validation_query"] == counts["validation_gallery"]
+    assert counts["train_used"] + counts["validation_query"] == counts["train"]
 
 
 def test_lifecycle_hooks_are_called_in_order(short_run):
     config, _, _, recorder, _ = short_run
+    chosen = [c for c in recorder.calls if c[:2] == ("epoch", "test")]
     assert recorder.calls == [
         ("start", "ms", config.fingerprint),
-        ("epoch", 0, 0, True, True),
-        ("epoch", 1, 3, False, True),
+        ("epoch", "validation", 0, 0, True, True),
+        ("epoch", "validation", 1, 3, False, True),
+        *chosen,
         ("end", True),
     ]
+    assert len(chosen) == 1
 
 
 def test_the_same_seed_gives_identical_numbers_on_the_cpu(short_run, data_root, tmp_path):
@@ -171,3 +187,53 @@ def test_a_method_with_an_attribute_head_fails_early_on_a_dataset_without_attrib
     ):
         execute(registry, config, RunOptions(data_root, tmp_path / "results", "cpu", False))
     assert not (tmp_path / "results").exists()
+
+
+def run_with(registry, data_root, tmp_path, select_on=None):
+    recorder = Recorder()
+    registry = load_plugins([("recorder", recorder)])
+    config = build_run_config(
+        registry, method="ms", dataset="synth-cub", overrides=SELECTION, select_on=select_on
+    )
+    result, path = execute(registry, config, RunOptions(data_root, tmp_path, "cpu", False))
+    return result, path, [call[1:3] for call in recorder.calls if call[0] == "epoch"]
+
+
+def test_the_test_split_is_evaluated_only_at_the_end_by_default(registry, data_root, tmp_path):
+    result, path, evaluated = run_with(registry, data_root, tmp_path)
+    assert evaluated[:-1] == [("validation", epoch) for epoch in range(4)]
+    assert evaluated[-1][0] == "test"
+    # The chosen weights are those of the best validation evaluation (ties: the earliest).
+    curve = [e["metrics"]["recall@1"] for e in result["evaluations"] if e["split"] == "validation"]
+    assert result["final"]["epoch"] == curve.index(max(curve)) == evaluated[-1][1]
+    # ... and they are what the checkpoint holds: re-scoring gives the final test figures.
+    from benchmark.engine.rescore import rescore
+
+    _, figures = rescore(load_plugins(), path, data_root, "cpu")
+    assert figures["recall@1"] == pytest.approx(result["final"]["metrics"]["recall@1"], abs=1e-12)
+
+
+def test_select_on_test_evaluates_the_test_split_throughout_and_says_so(
+    registry, data_root, tmp_path
+):
+    result, _, evaluated = run_with(registry, data_root, tmp_path, select_on="test")
+    assert evaluated == [("test", epoch) for epoch in range(4)]
+    assert result["final"]["selection"] == "test"
+    assert "eval.selection=test" in result["config"]["overrides"]
+    curve = [e["metrics"]["recall@1"] for e in result["evaluations"]]
+    assert result["final"]["metrics"]["recall@1"] == max(curve)
+
+
+def test_select_on_last_keeps_the_last_weights(registry, data_root, tmp_path):
+    result, _, evaluated = run_with(registry, data_root, tmp_path, select_on="last")
+    assert evaluated == [*(("validation", e) for e in range(4)), ("test", 3)]
+    assert result["final"]["selection"] == "last" and result["final"]["epoch"] == 3
+
+
+def test_selecting_on_a_validation_split_the_protocol_lacks_is_refused(registry, tmp_path):
+    protocol = json.loads(json.dumps(registry.protocols["cpu-smoke"]))
+    del protocol["eval"]["validation"]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(protocol))
+    with pytest.raises(BenchError, match="selects on the validation split but defines none"):
+        build_run_config(registry, method="ms", dataset="synth-cub", protocol=str(path))

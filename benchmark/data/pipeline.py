@@ -3,7 +3,7 @@ the protocol (`bench data cache`), else decoding with PIL and torchvision transf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,34 @@ from benchmark.specs import ImageSet, Splits
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Datasets of one run; `gallery is query` for the retrieval task."""
+    """Datasets of one run; `gallery is query` for the retrieval task. `train_eval` holds the
+    training images as evaluation sees them (no augmentation), for validation subsets."""
 
     name: str  # "prepared" or "plain"
     train: torch.utils.data.Dataset
     query: torch.utils.data.Dataset
     gallery: torch.utils.data.Dataset
+    train_eval: torch.utils.data.Dataset
+
+
+class SubsetView(torch.utils.data.Dataset):
+    """Some items of a dataset, in the given order; items keep their index in `base`."""
+
+    def __init__(self, base: torch.utils.data.Dataset, indices: Sequence[int]) -> None:
+        self.base, self.indices = base, [int(i) for i in indices]
+        self.skipped: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        return self.base[self.indices[position]]
+
+
+def base_dataset(dataset: torch.utils.data.Dataset) -> torch.utils.data.Dataset:
+    while isinstance(dataset, SubsetView):
+        dataset = dataset.base
+    return dataset
 
 
 def build_pipeline(
@@ -44,7 +66,8 @@ def build_pipeline(
 
         query = make(splits.query, eval_transform)
         gallery = query if splits.gallery is splits.query else make(splits.gallery, eval_transform)
-        return Pipeline("plain", make(splits.train, train_transform), query, gallery)
+        train, train_eval = make(splits.train, train_transform), make(splits.train, eval_transform)
+        return Pipeline("plain", train, query, gallery, train_eval)
     train = PreparedDataset(splits.train, prepared["train"], skip_bad)
     query = PreparedDataset(splits.query, prepared["query"], skip_bad)
     gallery = (
@@ -52,7 +75,7 @@ def build_pipeline(
         if splits.gallery is splits.query
         else PreparedDataset(splits.gallery, prepared["gallery"], skip_bad)
     )
-    return Pipeline("prepared", train, query, gallery)
+    return Pipeline("prepared", train, query, gallery, train)  # augmentation happens later
 
 
 def batches(
@@ -63,6 +86,6 @@ def batches(
     generator: torch.Generator | None = None,
 ) -> Iterable:
     """The loader's batches as model inputs: prepared uint8 images are augmented on `device`."""
-    if isinstance(loader.dataset, PreparedDataset):
+    if isinstance(base_dataset(loader.dataset), PreparedDataset):
         return AugmentedLoader(loader, data_cfg, train, device, generator)
     return loader

@@ -93,3 +93,21 @@ def training_sampler(
     if np.asarray(labels).ndim == 2:
         return RandomBatchSampler(len(labels), p * k, iterations, seed)
     return PKSampler(labels, p, k, iterations, seed)
+
+
+class SubsetBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Another sampler's batches, drawn over a subset of a split and returned as indices of the
+    whole split (so that Batch.indices keep indexing the training split)."""
+
+    def __init__(self, sampler: EpochBatchSampler, indices: np.ndarray) -> None:
+        self.sampler, self.indices = sampler, np.asarray(indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.sampler:
+            yield self.indices[batch].tolist()

@@ -69,8 +69,11 @@ def evaluate(
         gallery_vectors, gallery_labels = embed(
             model, gallery, method.eval_output, batch_size, device, amp, data_cfg
         )
+    # A query set searched against itself (the retrieval task, and every validation split but
+    # hashing's) leaves each query out of its own results.
+    task = "retrieval" if gallery is query and dataset.task != "hashing" else dataset.task
     figures = score(
-        dataset.task, query_vectors, gallery_vectors, query_labels, gallery_labels,
+        task, query_vectors, gallery_vectors, query_labels, gallery_labels,
         recall_at=dataset.recall_at, top_k=dataset.top_k, distance=method.distance,
         metrics=metrics, block_size=block_size,
     )  # fmt: skip

@@ -11,6 +11,7 @@ import torch
 from benchmark.data.pipeline import build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
+from benchmark.engine.loop import validation_plan
 from benchmark.engine.run import build_context, check_heads, load_splits, pick_device
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
@@ -48,7 +49,11 @@ def rescore(
     backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
     model = build_model(backbone, method.heads, protocol["model"], len(splits.attribute_names))
     torch_device = pick_device(device)
-    context = build_context(config["hparams"], protocol["model"], splits, torch.device("cpu"))
+    plan = validation_plan(protocol, splits, dataset.task)
+    trained = None if plan is None else splits.train.labels[plan.train]
+    context = build_context(
+        config["hparams"], protocol["model"], splits, torch.device("cpu"), trained
+    )
     criterion = method.build(context)
     for part, module in (("model", model), ("criterion", criterion)):
         try:

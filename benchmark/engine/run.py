@@ -13,14 +13,11 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.data.loading import train_loader
-from benchmark.data.pipeline import batches, build_pipeline
-from benchmark.data.samplers import training_sampler
 from benchmark.engine.checkpoint import save_checkpoint
-from benchmark.engine.evaluate import evaluate
+from benchmark.engine.loop import Outcome, train_and_select, validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
-from benchmark.engine.train import TrainState, train_epoch
+from benchmark.engine.train import TrainState
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
@@ -80,12 +77,12 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     splits = load_splits(registry.dataset(config.dataset), config.protocol, options.data_root)
     timer.add("data_seconds", start)
     seed_everything(config.seed)
-    state = _train_state(registry, config, splits, device)
-    evaluations, data_use = _loop(registry, config, splits, state, options, timer)
+    plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
+    trained = splits.train.labels if plan is None else splits.train.labels[plan.train]
+    state = _train_state(registry, config, splits, trained, device)
+    outcome = train_and_select(registry, config, splits, plan, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
-    result = _result(registry, config, splits, options, evaluations, timer, device)
-    result["dataset"]["counts"]["skipped_images"] = data_use["skipped_images"]
-    result["dataset"]["pipeline"] = data_use["pipeline"]
+    result = _result(registry, config, splits, options, outcome, timer, device)
     summary = getattr(state.criterion, "summary", None)
     if callable(summary):
         result["criterion_summary"] = summary()
@@ -102,7 +99,11 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
 
 
 def _train_state(
-    registry: Registry, config: RunConfig, splits: Splits, device: torch.device
+    registry: Registry,
+    config: RunConfig,
+    splits: Splits,
+    trained_labels: np.ndarray,
+    device: torch.device,
 ) -> TrainState:
     model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
     method = registry.method(config.method)
@@ -110,7 +111,8 @@ def _train_state(
     backbone = registry.backbone(model_cfg["backbone"]).build(model_cfg["pretrained"])
     num_attributes = len(splits.attribute_names)
     model = build_model(backbone, method.heads, model_cfg, num_attributes).to(device)
-    criterion = method.build(build_context(config.hparams, model_cfg, splits, device)).to(device)
+    context = build_context(config.hparams, model_cfg, splits, device, trained_labels)
+    criterion = method.build(context).to(device)
     optimizer = build_optimizer(model, criterion, train_cfg)
     total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
@@ -124,17 +126,27 @@ def count_classes(labels: np.ndarray) -> int:
 
 
 def build_context(
-    hparams: Mapping[str, Any], model_cfg: Mapping[str, Any], splits: Splits, device: torch.device
+    hparams: Mapping[str, Any],
+    model_cfg: Mapping[str, Any],
+    splits: Splits,
+    device: torch.device,
+    trained_labels: np.ndarray | None = None,
 ) -> BuildContext:
-    """What a method's `build` sees: its hyper-parameters and the sizes of model and data."""
+    """What a method's `build` sees: its hyper-parameters and the sizes of model and data.
+
+    trained_labels: the labels of the training images the run learns from (less a validation
+    split); None: the whole training split.
+    """
+    labels = splits.train.labels if trained_labels is None else trained_labels
     return BuildContext(
         hparams=dict(hparams),
         embedding_dim=model_cfg["embedding_dim"],
-        num_classes=count_classes(splits.train.labels),
+        num_classes=count_classes(labels),
         num_train_images=len(splits.train),
         num_attributes=len(splits.attribute_names),
         device=device,
         hash_bits=model_cfg.get("hash", {}).get("bits", 0),
+        class_ids=() if labels.ndim == 2 else tuple(int(c) for c in np.unique(labels)),
     )
 
 
@@ -148,92 +160,12 @@ def check_heads(method: MethodSpec, dataset: str, splits: Splits) -> None:
         )
 
 
-def _loop(
-    registry: Registry,
-    config: RunConfig,
-    splits: Splits,
-    state: TrainState,
-    options: RunOptions,
-    timer: Timer,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Evaluations at epoch 0 and every interval; the image pipeline used and how many
-    unreadable images it skipped."""
-    protocol, hook = config.protocol, registry.manager.hook
-    data_cfg, train_cfg = protocol["data"], protocol["train"]
-    pipeline = build_pipeline(
-        splits, data_cfg, options.data_root, config.dataset, options.skip_bad_images
-    )
-    train_set, query, gallery = pipeline.train, pipeline.query, pipeline.gallery
-    sampler = training_sampler(
-        splits.train.labels, data_cfg, train_cfg["iterations_per_epoch"], config.seed
-    )
-    loader = batches(
-        train_loader(train_set, sampler, data_cfg["num_workers"], state.device.type == "cuda"),
-        data_cfg, True, state.device, torch.Generator().manual_seed(config.seed),
-    )  # fmt: skip
-    measure = _evaluator(registry, config, query, gallery, state, timer)
-    hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
-    evaluations = [measure(0, None)]
-    for epoch in range(1, train_cfg["epochs"] + 1):
-        sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        _call(state.criterion, "on_epoch_start", epoch)
-        train_logs = train_epoch(state, loader, epoch, options.progress)
-        _call(state.criterion, "on_epoch_end", epoch)
-        timer.add("train_seconds", started)
-        if epoch % protocol["eval"]["every"] == 0 or epoch == train_cfg["epochs"]:
-            evaluations.append(measure(epoch, train_logs))
-    evaluated = {id(query): query, id(gallery): gallery}.values()
-    skipped = len(train_set.skipped) + sum(len(d.skipped) for d in evaluated)
-    return evaluations, {"pipeline": pipeline.name, "skipped_images": skipped}
-
-
-def _evaluator(
-    registry: Registry,
-    config: RunConfig,
-    query: torch.utils.data.Dataset,
-    gallery: torch.utils.data.Dataset,
-    state: TrainState,
-    timer: Timer,
-):
-    eval_cfg = config.protocol["eval"]
-    method, dataset = registry.method(config.method), registry.dataset(config.dataset)
-
-    def measure(epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
-        started = time.perf_counter()
-        metrics = evaluate(
-            state.model, query, gallery, dataset=dataset, method=method,
-            batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
-            data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
-            criterion=state.criterion,
-        )  # fmt: skip
-        timer.add("eval_seconds", started)
-        entry = {"epoch": epoch, "iteration": state.iteration, "split": "test", "metrics": metrics}
-        if train_logs is not None:
-            entry["train"] = train_logs
-        registry.manager.hook.bench_epoch_end(
-            epoch=epoch,
-            iteration=state.iteration,
-            train_loss=None if train_logs is None else train_logs.get("loss"),
-            metrics=metrics,
-        )
-        return entry
-
-    return measure
-
-
-def _call(criterion: torch.nn.Module, name: str, epoch: int) -> None:
-    method = getattr(criterion, name, None)
-    if callable(method):
-        method(epoch)
-
-
 def _result(
     registry: Registry,
     config: RunConfig,
     splits: Splits,
     options: RunOptions,
-    evaluations: list[dict[str, Any]],
+    outcome: Outcome,
     timer: Timer,
     device: torch.device,
 ) -> dict:
@@ -272,15 +204,14 @@ def _result(
                 "query": len(splits.query),
                 "gallery": len(splits.gallery),
                 "train_classes": count_classes(splits.train.labels),
+                "skipped_images": outcome.skipped_images,
+                **outcome.counts,
             },
+            "pipeline": outcome.pipeline,
         },
         "seed": config.seed,
-        "evaluations": evaluations,
-        "final": {
-            "epoch": evaluations[-1]["epoch"],
-            "selection": "last",
-            "metrics": evaluations[-1]["metrics"],
-        },
+        "evaluations": outcome.evaluations,
+        "final": outcome.final,
         "environment": environment(device),
         "timings": timings,
         "created": utc_now(),

@@ -1,0 +1,214 @@
+"""The epochs of a run and the choice of its checkpoint.
+
+selection (the protocol's eval.selection):
+  validation  evaluate on the validation split carved out of the training split, keep the
+              weights of the best evaluation by the dataset's main metric, evaluate the test
+              split once, at the end, with them (the default of every protocol shipped);
+  last        the same validation curve, but the last weights go to the test split;
+  test        the practice of most papers: evaluate the test split during training and keep
+              the best; results say so, and leaderboards keep them apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.data.loading import train_loader
+from benchmark.data.pipeline import Pipeline, SubsetView, batches, build_pipeline
+from benchmark.data.samplers import SubsetBatchSampler, training_sampler
+from benchmark.data.validation import ValidationPlan, carve_validation
+from benchmark.engine.evaluate import evaluate
+from benchmark.engine.train import TrainState, train_epoch
+from benchmark.plugins import Registry
+from benchmark.specs import Splits
+
+
+@dataclass
+class Outcome:
+    """What the loop hands to the result file."""
+
+    evaluations: list[dict[str, Any]]
+    final: dict[str, Any]
+    pipeline: str
+    skipped_images: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BestWeights:
+    """The model and criterion weights of the best evaluation so far (higher is better)."""
+
+    metric: str
+    epoch: int | None = None
+    value: float = -float("inf")
+    weights: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def offer(self, epoch: int, metrics: dict[str, float], state: TrainState) -> None:
+        value = metrics[self.metric]
+        if value > self.value:  # ties keep the earlier epoch
+            self.epoch, self.value = epoch, value
+            self.weights = {
+                "model": _copy(state.model.state_dict()),
+                "criterion": _copy(state.criterion.state_dict()),
+            }
+
+    def restore(self, state: TrainState) -> None:
+        state.model.load_state_dict(self.weights["model"])
+        state.criterion.load_state_dict(self.weights["criterion"])
+
+
+def _copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
+
+
+def validation_plan(
+    protocol: Mapping[str, Any], splits: Splits, task: str
+) -> ValidationPlan | None:
+    """The validation split the protocol asks for; None when it has none or selects on test."""
+    eval_cfg = protocol["eval"]
+    if eval_cfg["selection"] == "test" or "validation" not in eval_cfg:
+        return None
+    validation = eval_cfg["validation"]
+    return carve_validation(splits.train.labels, task, validation["fraction"], validation["seed"])
+
+
+def train_and_select(
+    registry: Registry,
+    config: RunConfig,
+    splits: Splits,
+    plan: ValidationPlan | None,
+    state: TrainState,
+    options,
+    timer,
+) -> Outcome:
+    """Train for the protocol's budget, evaluating as `selection` says; the chosen weights are
+    left in `state` and evaluated on the test split."""
+    protocol, hook = config.protocol, registry.manager.hook
+    dataset = registry.dataset(config.dataset)
+    selection = protocol["eval"]["selection"]
+    pipeline = build_pipeline(
+        splits, protocol["data"], options.data_root, config.dataset, options.skip_bad_images
+    )
+    sampler, loader = _training_batches(config, splits, pipeline, plan, state.device)
+    watched = _watched_split(pipeline, plan, selection)
+    measure = _evaluator(registry, config, state, timer)
+    best = BestWeights(dataset.main_metric)
+    hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
+    evaluations = []
+    if watched:
+        evaluations.append(measure(watched, 0, None))
+        best.offer(0, evaluations[-1]["metrics"], state)
+    epochs, every = protocol["train"]["epochs"], protocol["eval"]["every"]
+    for epoch in range(1, epochs + 1):
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        _call(state.criterion, "on_epoch_start", epoch)
+        train_logs = train_epoch(state, loader, epoch, options.progress)
+        _call(state.criterion, "on_epoch_end", epoch)
+        timer.add("train_seconds", started)
+        if watched and (epoch % every == 0 or epoch == epochs):
+            evaluations.append(measure(watched, epoch, train_logs))
+            best.offer(epoch, evaluations[-1]["metrics"], state)
+    final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
+    used = [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]]
+    skipped = sum(len(d.skipped) for d in {id(d): d for d in used}.values())
+    return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan))
+
+
+def _training_batches(config, splits, pipeline: Pipeline, plan, device):
+    data_cfg, train_cfg = config.protocol["data"], config.protocol["train"]
+    labels = splits.train.labels
+    iterations = train_cfg["iterations_per_epoch"]
+    if plan is None:
+        sampler = training_sampler(labels, data_cfg, iterations, config.seed)
+    else:
+        inner = training_sampler(labels[plan.train], data_cfg, iterations, config.seed)
+        sampler = SubsetBatchSampler(inner, plan.train)
+    loader = batches(
+        train_loader(pipeline.train, sampler, data_cfg["num_workers"], device.type == "cuda"),
+        data_cfg, True, device, torch.Generator().manual_seed(config.seed),
+    )  # fmt: skip
+    return sampler, loader
+
+
+def _watched_split(pipeline: Pipeline, plan: ValidationPlan | None, selection: str):
+    """(split name, query, gallery) evaluated during training, or None."""
+    if plan is not None:
+        query = SubsetView(pipeline.train_eval, plan.query)
+        gallery = query if plan.gallery is None else SubsetView(pipeline.train_eval, plan.gallery)
+        return "validation", query, gallery
+    if selection == "test":
+        return "test", pipeline.query, pipeline.gallery
+    return None
+
+
+def _final(selection, best: BestWeights, epochs, evaluations, measure, pipeline, state):
+    """The chosen epoch's test figures; restores the chosen weights into `state`."""
+    if selection == "test":
+        best.restore(state)
+        return {"epoch": best.epoch, "selection": "test", "metrics": _at(evaluations, best.epoch)}
+    epoch = epochs
+    if selection == "validation":
+        best.restore(state)
+        epoch = best.epoch
+    test = measure(("test", pipeline.query, pipeline.gallery), epoch, None)
+    if epoch != epochs:  # the chosen weights are those of an earlier evaluation
+        test["iteration"] = next(e["iteration"] for e in evaluations if e["epoch"] == epoch)
+    evaluations.append(test)
+    return {"epoch": epoch, "selection": selection, "metrics": evaluations[-1]["metrics"]}
+
+
+def _at(evaluations: list[dict[str, Any]], epoch: int) -> dict[str, float]:
+    return next(e["metrics"] for e in evaluations if e["epoch"] == epoch)
+
+
+def _counts(plan: ValidationPlan | None) -> dict[str, int]:
+    if plan is None:
+        return {}
+    gallery = len(plan.query) if plan.gallery is None else len(plan.gallery)
+    return {
+        "train_used": len(plan.train),
+        "validation_query": len(plan.query),
+        "validation_gallery": gallery,
+    }
+
+
+def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
+    eval_cfg = config.protocol["eval"]
+    method, dataset = registry.method(config.method), registry.dataset(config.dataset)
+
+    def measure(watched, epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
+        split, query, gallery = watched
+        started = time.perf_counter()
+        metrics = evaluate(
+            state.model, query, gallery, dataset=dataset, method=method,
+            batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
+            data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
+            criterion=state.criterion,
+        )  # fmt: skip
+        timer.add("eval_seconds", started)
+        entry = {"epoch": epoch, "iteration": state.iteration, "split": split, "metrics": metrics}
+        if train_logs is not None:
+            entry["train"] = train_logs
+        registry.manager.hook.bench_epoch_end(
+            epoch=epoch,
+            iteration=state.iteration,
+            train_loss=None if train_logs is None else train_logs.get("loss"),
+            metrics=metrics,
+            split=split,
+        )
+        return entry
+
+    return measure
+
+
+def _call(criterion: torch.nn.Module, name: str, epoch: int) -> None:
+    method = getattr(criterion, name, None)
+    if callable(method):
+        method(epoch)
