@@ -166,3 +166,25 @@ def test_dataset_options_are_checked_against_the_dataset_schema(registry):
         build_run_config(
             registry, method="ms", dataset="cars196", overrides=["data.dataset_options.x=1"]
         )
+
+
+@pytest.mark.parametrize("name", ["std-dml-512", "std-dml-128", "std-hash"])
+def test_standard_protocols_select_on_validation(registry, name):
+    protocol = registry.protocols[name]
+    assert protocol["kind"] == "standard" and protocol["version"] == 1
+    assert protocol["eval"]["selection"] == "validation" and protocol["eval"]["validation"]
+    assert (protocol["model"]["backbone"], protocol["model"]["pretrained"]) == (
+        "resnet50",
+        "imagenet",
+    )
+    assert protocol["train"]["amp"] is True
+
+
+def test_standard_protocols_differ_only_where_they_say(registry):
+    large, small = registry.protocols["std-dml-512"], registry.protocols["std-dml-128"]
+    assert (large["model"]["embedding_dim"], small["model"]["embedding_dim"]) == (512, 128)
+    assert {**large["model"], "embedding_dim": 0} == {**small["model"], "embedding_dim": 0}
+    assert large["train"] == small["train"] and large["data"] == small["data"]
+    assert registry.protocols["std-hash"]["model"]["hash"] == {
+        "bits": 64, "hidden": 2048, "dropout": 0.5,
+    }  # fmt: skip
