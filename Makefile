@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BUNDLED_PLUGINS := plugins/ms plugins/pddm plugins/sgml plugins/ics
+BUNDLED_PLUGINS := plugins/ms plugins/pddm plugins/sgml plugins/ics plugins/pml
 
 .PHONY: install demo test lint format clean
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 os.environ["BENCH_OFFLINE"] = "1"
-os.environ["BENCH_PLUGINS"] = "ms,pddm,sgml,ics"
+os.environ["BENCH_PLUGINS"] = "ms,pddm,sgml,ics,pml"
 
 
 @pytest.fixture(scope="session")

@@ -46,12 +46,14 @@ def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry
         (
             ["--plugin", "mss", "--dataset", "synth-cub"],
             "Error: Unknown method plugin 'mss'. Did you mean 'ms'? Available: binomial, csq, ics, "
-            "ms, pddm, sgml.\n",
+            "ms, pddm, pml-arcface, pml-circle, pml-contrastive, pml-cosface, pml-fastap, "
+            "pml-lifted, pml-margin, pml-ms, pml-normsoftmax, pml-npairs, pml-ntxent, "
+            "pml-proxyanchor, pml-proxynca, pml-softtriple, pml-supcon, pml-triplet, sgml.\n",
         ),
         (
             ["--plugin", "ms", "--dataset", "synth-cub", "--protocol", "smoke"],
             "Error: Unknown protocol 'smoke'. Did you mean 'cpu-smoke'? Available: cpu-smoke, "
-            "sgml-cub, sgml-inshop.\n",
+            "sgml-cub, sgml-inshop, std-dml-128, std-dml-512, std-hash.\n",
         ),
         (
             ["--plugin", "ms", "--dataset", "synth-cub", "--set", "train.lr=0.1"],
@@ -84,7 +86,7 @@ def test_plugins_lists_versions_and_registrations(runner):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["plugin", "version", "source", "registers", "status"]
     rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert list(rows) == ["builtin", "ics", "ms", "pddm", "sgml"]  # entry points by name
+    assert list(rows) == ["builtin", "ics", "ms", "pddm", "pml", "sgml"]  # entry points by name
     assert rows["ms"][:5] == ["ms", "0.1.0", "entry", "point", "bench_ms"]
     assert rows["ms"][-3:] == ["methods:", "ms", "ok"]
     assert (
@@ -93,7 +95,8 @@ def test_plugins_lists_versions_and_registrations(runner):
     )
     assert (
         "datasets: cub, cars196, inshop, coco, synth-cub, synth-inshop, synth-coco; "
-        "backbones: convnet-small, resnet18, resnet50; protocols: cpu-smoke" in lines[2]
+        "backbones: convnet-small, resnet18, resnet50; protocols: cpu-smoke, std-dml-128, "
+        "std-dml-512, std-hash" in lines[2]
     )
 
 
@@ -103,7 +106,10 @@ def test_list_methods(runner):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["method", "tasks", "plugin", "summary"]
     rows = {line.split()[0]: line for line in lines[2:]}
-    assert list(rows) == ["binomial", "csq", "ics", "ms", "pddm", "sgml"]
+    assert [n for n in rows if not n.startswith("pml-")] == [
+        "binomial", "csq", "ics", "ms", "pddm", "sgml",
+    ]  # fmt: skip
+    assert len([n for n in rows if n.startswith("pml-")]) == 16
     assert "retrieval, query-gallery  ms" in rows["ms"]
     assert rows["csq"].split()[:3] == ["csq", "hashing", "ics"]
     assert "retrieval, query-gallery  sgml" in rows["sgml"]
