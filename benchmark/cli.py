@@ -17,6 +17,7 @@ from benchmark.report import (
     data_report,
     dataset_info,
     evaluations_table,
+    folds_table,
     listing,
     metrics_table,
     plugins_table,
@@ -65,6 +66,14 @@ def cli() -> None:
     "and 95% CI. Replaces --seed.",
 )
 @click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=None,
+    help="k-fold cross-validation over the training classes: k runs, each choosing its "
+    "checkpoint on one fold; prints the mean test figures and those of the k models' "
+    "embeddings concatenated.",
+)
+@click.option(
     "--select-on",
     type=click.Choice(["validation", "last", "test"]),
     default=None,
@@ -101,6 +110,7 @@ def run(
     protocol,
     seed,
     seeds,
+    folds,
     select_on,
     preset,
     overrides,
@@ -120,6 +130,8 @@ def run(
         seed_list = [seed] if seeds is None else parse_seeds(seeds)
     except ValueError as error:
         raise BenchError(str(error)) from None
+    if folds and seeds is not None:
+        raise BenchError("--folds runs one seed (--seed); it cannot be combined with --seeds.")
     loaded = registry()
     configs = [
         build_run_config(
@@ -128,6 +140,10 @@ def run(
         )
         for one in seed_list
     ]  # fmt: skip
+    if folds:
+        from benchmark.engine.folds import fold_config
+
+        configs = [fold_config(configs[0], folds, fold) for fold in range(folds)]
     if dry_run:
         document = {"fingerprint": configs[0].fingerprint, "config": configs[0].to_dict()}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
@@ -145,7 +161,7 @@ def run(
     )
     if progress:
         loaded.manager.register(ConsoleReporter(), name="console")
-    results = []
+    results, paths = [], []
     for config in configs:
         click.echo(
             f"{method} on {dataset}, protocol {protocol}, seed {config.seed}, "
@@ -154,10 +170,28 @@ def run(
         )
         result, path = execute(loaded, config, options)
         results.append(result)
+        paths.append(path)
         click.echo(evaluations_table(result))
         click.echo(f"\nResult written to {path}")
-    if len(results) > 1:
+    if folds:
+        _report_folds(loaded, results, paths, options)
+    elif len(results) > 1:
         click.echo("\n" + seeds_table(results))
+
+
+def _report_folds(loaded: Registry, results, paths, options) -> None:
+    from benchmark.engine.folds import (
+        concatenated_figures,
+        cross_validation_summary,
+        write_summary,
+    )
+    from benchmark.report import summary_keys
+
+    concatenated = concatenated_figures(loaded, paths, options.data_root, options.device)
+    keys = summary_keys(results[0]["final"]["metrics"])
+    summary = cross_validation_summary(results, concatenated, keys)
+    click.echo("\n" + folds_table(results, summary))
+    click.echo(f"\nCross-validation summary written to {write_summary(summary, paths[-1])}")
 
 
 def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:

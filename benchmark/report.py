@@ -71,18 +71,34 @@ def evaluations_table(result: dict[str, Any]) -> str:
 
 def seeds_table(results: list[dict[str, Any]]) -> str:
     """The test figures of replicate runs (one row per seed), then mean, sd and 95% CI."""
+    rows, headers, _ = _replicates(results, [f"seed {r['seed']}" for r in results])
+    return tabulate(rows, headers=[f"test ({len(results)} seeds)", *headers], **TABLE)
+
+
+def folds_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """k-fold runs: each fold model's test figures, their mean (the "separated" reading), and
+    the figures of the k models' embeddings concatenated."""
+    rows, headers, keys = _replicates(results, [f"fold {i}" for i in range(len(results))])
+    concatenated = summary["concatenated"]
+    rows.append(["concatenated", *(f"{100 * concatenated[k]:.2f}" for k in keys)])
+    return tabulate(rows, headers=[f"test ({len(results)} folds)", *headers], **TABLE)
+
+
+TABLE = {"tablefmt": "simple", "disable_numparse": True}
+
+
+def _replicates(results: list[dict[str, Any]], labels: list[str]):
     from benchmark.stats import summarize_metrics
 
     keys = summary_keys(results[0]["final"]["metrics"])
     rows = [
-        [f"seed {r['seed']}", *(f"{100 * r['final']['metrics'][k]:.2f}" for k in keys)]
-        for r in results
+        [label, *(f"{100 * r['final']['metrics'][k]:.2f}" for k in keys)]
+        for label, r in zip(labels, results, strict=True)
     ]
     summary = summarize_metrics((r["final"]["metrics"] for r in results), keys)
     for label, field in (("mean", "mean"), ("sd", "std"), ("95% CI ±", "ci95")):
         rows.append([label, *(f"{100 * summary[k][field]:.2f}" for k in keys)])
-    headers = [f"test ({len(results)} seeds)", *(column_name(k) for k in keys)]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return rows, [column_name(k) for k in keys], keys
 
 
 def metrics_table(figures: dict[str, float]) -> str:

@@ -26,18 +26,41 @@ class ValidationPlan:
     gallery: np.ndarray | None
 
 
-def carve_validation(labels: np.ndarray, task: str, fraction: float, seed: int) -> ValidationPlan:
-    """Hold out `fraction` of the training classes (hashing: of the training images)."""
+def carve_validation(
+    labels: np.ndarray,
+    task: str,
+    fraction: float | None,
+    seed: int,
+    folds: int | None = None,
+    fold: int = 0,
+) -> ValidationPlan:
+    """Hold out `fraction` of the training classes (hashing: of the training images), or, with
+    `folds`, the `fold`-th of `folds` near-equal parts of their seeded permutation (the folds
+    partition the training classes: k-fold cross-validation)."""
     rng = np.random.default_rng([seed, 7919])  # its own stream, apart from the run's seed
+    units = len(labels) if task == "hashing" else len(np.unique(labels))
+    order = rng.permutation(units)
+    held = _held_positions(units, fraction, folds, fold, "training images" if task == "hashing"
+                           else "training classes")  # fmt: skip
     if task == "hashing":
-        held = _share(len(labels), fraction, "training images")
-        order = rng.permutation(len(labels))
-        query, train = np.sort(order[:held]), np.sort(order[held:])
+        query = np.sort(order[held])
+        train = np.setdiff1d(np.arange(len(labels)), query)
         return ValidationPlan(train=train, query=query, gallery=train)
     classes = np.unique(labels)
-    held = _share(len(classes), fraction, "training classes")
-    chosen = np.isin(labels, rng.permutation(classes)[:held])
+    chosen = np.isin(labels, classes[order[held]])
     return ValidationPlan(train=np.flatnonzero(~chosen), query=np.flatnonzero(chosen), gallery=None)
+
+
+def _held_positions(units: int, fraction, folds, fold, what: str) -> np.ndarray:
+    """Positions, in the permutation, of the held-out units."""
+    if folds is None:
+        return np.arange(_share(units, fraction, what))
+    if not 0 <= fold < folds or units // folds < 2 or units - units // folds < 2:
+        raise BenchError(
+            f"eval.validation: fold {fold} of {folds} folds over {units} {what} is not "
+            f"possible; folds must leave at least 2 on each side and 0 <= fold < folds."
+        )
+    return np.array_split(np.arange(units), folds)[fold]
 
 
 def _share(total: int, fraction: float, what: str) -> int:

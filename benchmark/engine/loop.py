@@ -75,7 +75,10 @@ def validation_plan(
     if eval_cfg["selection"] == "test" or "validation" not in eval_cfg:
         return None
     validation = eval_cfg["validation"]
-    return carve_validation(splits.train.labels, task, validation["fraction"], validation["seed"])
+    return carve_validation(
+        splits.train.labels, task, validation.get("fraction"), validation["seed"],
+        validation.get("folds"), validation.get("fold", 0),
+    )  # fmt: skip
 
 
 def train_and_select(

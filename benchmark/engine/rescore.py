@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmark.data.pipeline import build_pipeline
+from benchmark.data.pipeline import Pipeline, build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.loop import validation_plan
@@ -17,6 +18,7 @@ from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.plugins import Registry
 from benchmark.results import read_result
+from benchmark.specs import DatasetSpec, MethodSpec
 
 
 def checkpoint_of(path: Path) -> Path:
@@ -32,14 +34,22 @@ def checkpoint_of(path: Path) -> Path:
     return path.parent / result["checkpoint"]
 
 
-def rescore(
-    registry: Registry,
-    path: Path,
-    data_root: Path,
-    device: str,
-    metrics: Sequence[str] | None = None,
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """(the run's config, its metrics measured now) for a result file or checkpoint."""
+@dataclass
+class RestoredRun:
+    """A saved run rebuilt: its config, the model and criterion with the saved weights, and the
+    dataset's evaluation splits."""
+
+    config: dict[str, Any]
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    method: MethodSpec
+    dataset: DatasetSpec
+    pipeline: Pipeline
+    device: torch.device
+
+
+def restore_run(registry: Registry, path: Path, data_root: Path, device: str) -> RestoredRun:
+    """Rebuild the run saved in `path` (a result file or its checkpoint) on `device`."""
     payload = load_checkpoint(checkpoint_of(path))
     config, protocol = payload["config"], payload["config"]["protocol"]
     method, dataset = registry.method(config["method"]), registry.dataset(config["dataset"])
@@ -48,7 +58,6 @@ def rescore(
     # The weights come from the checkpoint, so no pretrained weights are fetched.
     backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
     model = build_model(backbone, method.heads, protocol["model"], len(splits.attribute_names))
-    torch_device = pick_device(device)
     plan = validation_plan(protocol, splits, dataset.task)
     trained = None if plan is None else splits.train.labels[plan.train]
     context = build_context(
@@ -63,12 +72,28 @@ def rescore(
                 f"{path}: the checkpoint's {part} does not fit the one its config describes "
                 f"(was a plugin changed since?): {error}"
             ) from None
+    torch_device = pick_device(device)
     pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name)
-    figures = evaluate(
-        model.to(torch_device), pipeline.query, pipeline.gallery, dataset=dataset, method=method,
-        data_cfg=protocol["data"],
-        batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
-        device=torch_device, amp=protocol["train"]["amp"], metrics=metrics,
-        criterion=criterion.to(torch_device),
+    return RestoredRun(
+        config, model.to(torch_device), criterion.to(torch_device), method, dataset, pipeline,
+        torch_device,
     )  # fmt: skip
-    return config, figures
+
+
+def rescore(
+    registry: Registry,
+    path: Path,
+    data_root: Path,
+    device: str,
+    metrics: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """(the run's config, its test metrics measured now) for a result file or checkpoint."""
+    run = restore_run(registry, path, data_root, device)
+    protocol = run.config["protocol"]
+    figures = evaluate(
+        run.model, run.pipeline.query, run.pipeline.gallery, dataset=run.dataset,
+        method=run.method, data_cfg=protocol["data"],
+        batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
+        device=run.device, amp=protocol["train"]["amp"], metrics=metrics, criterion=run.criterion,
+    )  # fmt: skip
+    return run.config, figures

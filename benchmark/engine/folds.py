@@ -1,0 +1,102 @@
+"""k-fold cross-validation over the training classes, as the Reality Check reports it: k runs,
+run i choosing its checkpoint on fold i; on the test split, the mean of the k models' figures
+("separated") and the figure of their L2-normalised embeddings concatenated ("concatenated", a
+k-model ensemble)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.config import RunConfig
+from benchmark.engine.evaluate import embed
+from benchmark.engine.rescore import restore_run
+from benchmark.errors import BenchError
+from benchmark.metrics.tasks import score
+from benchmark.plugins import Registry
+from benchmark.stats import summarize_metrics
+
+
+def fold_config(config: RunConfig, folds: int, fold: int) -> RunConfig:
+    """`config` with its validation split replaced by fold `fold` of `folds`."""
+    protocol = copy.deepcopy(dict(config.protocol))
+    validation = protocol["eval"].get("validation")
+    if protocol["eval"]["selection"] == "test" or validation is None:
+        raise BenchError(
+            "--folds needs a protocol that selects on a validation split (eval.validation); "
+            "this one selects on the test split or defines none."
+        )
+    protocol["eval"]["validation"] = {"folds": folds, "fold": fold, "seed": validation["seed"]}
+    overrides = (*config.overrides, f"--folds {folds} (fold {fold})")
+    return RunConfig(
+        config.method, config.preset, config.hparams, config.dataset, protocol, config.seed,
+        overrides,
+    )  # fmt: skip
+
+
+def concatenated_figures(
+    registry: Registry, paths: list[Path], data_root: Path, device: str
+) -> dict[str, float]:
+    """Test figures of the runs' L2-normalised outputs concatenated (one vector per image)."""
+    runs = [restore_run(registry, path, data_root, device) for path in paths]
+    first = runs[0]
+    protocol = first.config["protocol"]
+    query_parts, gallery_parts, labels = [], [], None
+    for run in runs:
+        query, query_labels, gallery, gallery_labels = _test_outputs(run)
+        query_parts.append(F.normalize(query, dim=1))
+        gallery_parts.append(F.normalize(gallery, dim=1))
+        labels = (query_labels, gallery_labels)
+    task = first.dataset.task
+    same = first.pipeline.gallery is first.pipeline.query
+    query = torch.cat(query_parts, dim=1)
+    gallery = query if same else torch.cat(gallery_parts, dim=1)
+    return score(
+        task, query, gallery, *labels, recall_at=first.dataset.recall_at,
+        top_k=first.dataset.top_k, distance=first.method.distance,
+        block_size=protocol["eval"]["block_size"],
+    )  # fmt: skip
+
+
+def _test_outputs(run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    protocol = run.config["protocol"]
+    args = (
+        run.method.eval_output, protocol["eval"]["batch_size"], run.device,
+        protocol["train"]["amp"], protocol["data"],
+    )  # fmt: skip
+    query, query_labels = embed(run.model, run.pipeline.query, *args)
+    if run.pipeline.gallery is run.pipeline.query:
+        return query, query_labels, query, query_labels
+    gallery, gallery_labels = embed(run.model, run.pipeline.gallery, *args)
+    return query, query_labels, gallery, gallery_labels
+
+
+def cross_validation_summary(
+    results: list[dict[str, Any]], concatenated: dict[str, float], keys: list[str]
+) -> dict[str, Any]:
+    """What `bench run --folds` reports: per-fold test figures, their mean (± CI) and the
+    concatenated-embedding figures."""
+    return {
+        "folds": len(results),
+        "fingerprints": [r["fingerprint"] for r in results],
+        "separated": summarize_metrics((r["final"]["metrics"] for r in results), keys),
+        "concatenated": {k: concatenated[k] for k in keys},
+    }
+
+
+def write_summary(summary: dict[str, Any], result_path: Path) -> Path:
+    """Beside the folds' result files, in cross-validation/ (not a result file itself)."""
+    import json
+
+    from benchmark.files import write_atomically
+
+    folder = result_path.parent / "cross-validation"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{summary['fingerprints'][0][:12]}-{summary['folds']}folds.json"
+    text = json.dumps(summary, indent=2, sort_keys=True).encode()
+    write_atomically(path, lambda handle: handle.write(text))
+    return path
