@@ -27,6 +27,7 @@ DEFAULTS = {
     "hidden": 0,
     "quadruplets": "hardest",
     "rerank_top_k": 0,
+    "normalize_inputs": False,
 }
 
 HPARAM_SCHEMA = {
@@ -67,8 +68,21 @@ HPARAM_SCHEMA = {
             "description": "also report Recall@K after re-ranking each query's top k by the "
             "PDDM score; 0 = off",
         },
+        "normalize_inputs": {
+            "type": "boolean",
+            "description": "L2-normalise u and v before their layers (recalled from the paper, "
+            "not confirmed; neither reimplementation does)",
+        },
     },
-    "required": ["alpha", "beta", "lambda", "hidden", "quadruplets", "rerank_top_k"],
+    "required": [
+        "alpha",
+        "beta",
+        "lambda",
+        "hidden",
+        "quadruplets",
+        "rerank_top_k",
+        "normalize_inputs",
+    ],
     "additionalProperties": False,
 }
 
@@ -99,6 +113,7 @@ def build(ctx: BuildContext) -> PDDMLoss:
         hidden=hparams["hidden"],
         per_positive_pair=hparams["quadruplets"] == "per-positive-pair",
         rerank_top_k=hparams["rerank_top_k"],
+        normalize_inputs=hparams["normalize_inputs"],
     )
 
 
@@ -123,7 +138,8 @@ PDDM_SPEC = MethodSpec(
         "There is no official code. alpha 0.5, beta 1.0 and lambda 0.5 come from a third-party "
         "reimplementation (vadimkantorov/metriclearningbench, marked WIP), not from the paper. "
         "Not confirmed from the paper: whether u and v are L2-normalised before their layers "
-        "(not done here, as in both reimplementations), the layer widths (default: the "
+        "(not by default, as in both reimplementations; normalize_inputs=true does), the layer "
+        "widths (default: the "
         "embedding size) and the batch construction (here the protocol's P x K sampler). "
         "Retrieval uses the embedding, not the PDDM score; with rerank_top_k > 0 the PDDM "
         "re-ranking of each query's top k is reported as separate rerank@k figures."

@@ -58,9 +58,10 @@ class PDDMLoss(nn.Module):
         hidden: int = 0,
         per_positive_pair: bool = False,
         rerank_top_k: int = 0,
+        normalize_inputs: bool = False,
     ) -> None:
         super().__init__()
-        self.unit = PDDMUnit(embedding_dim, hidden or embedding_dim)
+        self.unit = PDDMUnit(embedding_dim, hidden or embedding_dim, normalize_inputs)
         self.alpha, self.beta, self.lam = alpha, beta, lam
         self.per_positive_pair = per_positive_pair
         # Read by the core's evaluation: > 0 also reports Recall@K after re-ranking each

@@ -15,8 +15,11 @@ class PDDMUnit(nn.Module):
     """S_ij = w_s . relu(W_c [n(relu(W_u u)); n(relu(W_v v))]) + b_s, with u = |f_i - f_j|,
     v = (f_i + f_j) / 2 and n the L2 normalisation. f are L2-normalised embeddings."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, normalize_inputs: bool = False) -> None:
         super().__init__()
+        # The research notes recall that the paper L2-normalises u and v before their layers;
+        # neither reimplementation does. Off by default, as both.
+        self.normalize_inputs = normalize_inputs
         self.difference = nn.Linear(dim, hidden)
         self.mean = nn.Linear(dim, hidden)
         self.combine = nn.Linear(2 * hidden, hidden)
@@ -24,8 +27,11 @@ class PDDMUnit(nn.Module):
 
     def forward(self, first: Tensor, second: Tensor) -> Tensor:
         """Scores of the pairs (first[..., :], second[..., :]), of shape first.shape[:-1]."""
-        difference = F.relu(self.difference((first - second).abs()))
-        mean = F.relu(self.mean((first + second) / 2))
+        u, v = (first - second).abs(), (first + second) / 2
+        if self.normalize_inputs:
+            u, v = (F.normalize(x, dim=-1, eps=NORMALIZE_EPS) for x in (u, v))
+        difference = F.relu(self.difference(u))
+        mean = F.relu(self.mean(v))
         features = torch.cat(
             [
                 F.normalize(difference, dim=-1, eps=NORMALIZE_EPS),

@@ -27,12 +27,14 @@ def clustered_batch(seed: int, per_class: tuple[int, ...] = (3, 3, 2), dim: int 
     return F.normalize(centres[labels] + noise, dim=1), labels
 
 
-def make_unit(dim: int = 5, hidden: int = 4, seed: int = 0) -> PDDMUnit:
+def make_unit(dim: int = 5, hidden: int = 4, seed: int = 0, **options) -> PDDMUnit:
     torch.manual_seed(seed)
-    return PDDMUnit(dim, hidden).double()
+    return PDDMUnit(dim, hidden, **options).double()
 
 
-def naive_score(unit: PDDMUnit, first: list[float], second: list[float]) -> float:
+def naive_score(
+    unit: PDDMUnit, first: list[float], second: list[float], normalize_inputs: bool = False
+) -> float:
     """The PDDM unit restated over Python floats, with the unit's weights copied out."""
 
     def linear(layer: torch.nn.Linear, x: list[float]) -> list[float]:
@@ -51,6 +53,8 @@ def naive_score(unit: PDDMUnit, first: list[float], second: list[float]) -> floa
 
     u = [abs(a - b) for a, b in zip(first, second, strict=True)]
     v = [(a + b) / 2 for a, b in zip(first, second, strict=True)]
+    if normalize_inputs:
+        u, v = normalize(u), normalize(v)
     features = normalize(relu(linear(unit.difference, u))) + normalize(relu(linear(unit.mean, v)))
     return linear(unit.score, relu(linear(unit.combine, features)))[0]
 
@@ -70,6 +74,17 @@ def naive_loss(scores, embeddings, quadruplets, *, alpha, beta, lam) -> float:
 
 
 # --- the unit ------------------------------------------------------------------------------------
+
+
+def test_unit_with_normalised_inputs_matches_naive_forward():
+    unit = make_unit(normalize_inputs=True)
+    embeddings, _ = clustered_batch(3)
+    scores = unit.pairwise(embeddings)
+    for a, b in [(0, 1), (4, 6)]:
+        expected = naive_score(unit, embeddings[a].tolist(), embeddings[b].tolist(), True)
+        assert scores[a, b].item() == pytest.approx(expected, abs=1e-12)
+    plain = make_unit()
+    assert not torch.allclose(plain.pairwise(embeddings), scores)  # the switch matters
 
 
 def test_unit_matches_naive_forward_on_three_pairs():
@@ -217,6 +232,7 @@ def test_defaults_validate_against_the_schema():
         "hidden": 0,
         "quadruplets": "hardest",
         "rerank_top_k": 0,
+        "normalize_inputs": False,
     }
     for bad in ({"lam": 0.5}, {"quadruplets": "all"}, {"rerank_top_k": -1}):
         with pytest.raises(jsonschema.ValidationError):
