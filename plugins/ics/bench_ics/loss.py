@@ -54,9 +54,12 @@ def mean_targets(labels: Tensor, centres: Tensor, tie_fill: Tensor) -> Tensor:
 
 
 def as_multi_hot(labels: Tensor, classes: int) -> Tensor:
-    """(B, C) multi-hot labels; single-label (B,) ids are one-hot encoded."""
-    if labels.ndim == 1:
-        return torch.nn.functional.one_hot(labels.long(), classes).float()
+    """(B, C) multi-hot labels, checked."""
+    if labels.ndim != 2 or labels.shape[1] != classes:
+        raise ValueError(
+            f"central similarity hashing needs (batch, {classes}) multi-hot labels, got shape "
+            f"{tuple(labels.shape)}: use a hashing dataset (coco, synth-coco)"
+        )
     return labels.float()
 
 
@@ -87,7 +90,8 @@ class CentralSimilarity(nn.Module):
         self.lambda_q, self.quantisation = lambda_q, quantisation
 
     def as_codes(self, codes: Tensor) -> Tensor:
-        """The head's output in float32 at least (autocast may give half precision)."""
+        """The head's output in float32 at least (autocast may give half precision; the losses
+        run with autocast off, so that their products of centres stay in float32)."""
         return codes.to(torch.promote_types(codes.dtype, self.centres.dtype))
 
     def quantise(self, codes: Tensor) -> Tensor:
@@ -106,6 +110,10 @@ class CSQLoss(CentralSimilarity):
         self.target = target
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
+        with torch.autocast(outputs["hash"].device.type, enabled=False):  # see as_codes
+            return self._loss(outputs, batch)
+
+    def _loss(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
         labels = as_multi_hot(batch.labels, len(self.centres))
         make = sign_of_mean_targets if self.target == "sign" else mean_targets
@@ -144,6 +152,10 @@ class ICSLoss(CentralSimilarity):
         self.register_buffer("seen", torch.zeros(num_images, dtype=torch.bool))
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
+        with torch.autocast(outputs["hash"].device.type, enabled=False):  # see as_codes
+            return self._loss(outputs, batch)
+
+    def _loss(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
         labels = as_multi_hot(batch.labels, len(self.centres)) > 0
         weights = self._batch_weights(batch.indices, labels)

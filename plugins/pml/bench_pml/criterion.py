@@ -29,13 +29,23 @@ class LibraryCriterion(nn.Module):
             labels = self.class_index(batch.labels)
             mined = self.miner(embeddings, labels) if self.miner is not None else None
             loss = self.loss(embeddings, labels, mined)
-        logs = {} if mined is None else {"mined": float(len(mined[0]))}
+        # Triplets (anchor, positive, negative), or pairs (a1, positive, a2, negative).
+        logs = (
+            {}
+            if mined is None
+            else {"mined": float(len(mined[0]) + (len(mined[2]) if len(mined) == 4 else 0))}
+        )
         return loss, logs
 
     def class_index(self, labels: Tensor) -> Tensor:
         if len(self.class_ids) == 0:
             return labels
-        return torch.searchsorted(self.class_ids.to(labels.device), labels)
+        class_ids = self.class_ids.to(labels.device)
+        index = torch.searchsorted(class_ids, labels).clamp(max=len(class_ids) - 1)
+        if not bool((class_ids[index] == labels).all()):
+            unknown = sorted(set(labels.tolist()) - set(class_ids.tolist()))
+            raise ValueError(f"labels {unknown[:5]} are not among the run's training classes")
+        return index
 
 
 def build_loss(name: str, hparams: dict, num_classes: int, embedding_size: int, parametric: bool):

@@ -156,3 +156,9 @@ def test_a_few_steps_on_synth_cub(name, synth_batches):
         loss.backward()
         optimizer.step()
     assert not torch.equal(model.heads["embedding"].linear.weight, before)
+
+
+def test_a_label_outside_the_training_classes_is_named():
+    criterion = SPECS["proxynca"].build(context(SPECS["proxynca"]))
+    with pytest.raises(ValueError, match=r"labels \[25\] are not among the run's training"):
+        criterion.class_index(torch.tensor([10, 25, 30]))

@@ -27,20 +27,24 @@ def binomial_deviance(
 ) -> Tensor:
     """mean_pos w·log(1 + exp(−α(S − β)·m)) + mean_neg of the same, S the cosine similarity.
 
+    Computed in float32 at least (callers under autocast should disable it: a half-precision
+    matmul would round S inside an exponent scaled by α·C).
+
     m = +1 for a positive pair and −cost for a negative one, over ordered pairs i != j; each
     mean divides by the number of such pairs (a batch without positives or without negatives
     contributes 0 for that part). Two optional (B, B) modulations, both 1 by default:
     `pair_weight` multiplies each pair's term, `pair_scale` multiplies its m.
     """
-    unit = F.normalize(embeddings.float(), dim=1)
+    dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    unit = F.normalize(embeddings.to(dtype), dim=1)
     similarity = unit @ unit.T
     positive, negative = pair_masks(labels)
-    m = torch.where(positive, 1.0, -cost).to(similarity)
+    m = torch.where(positive, 1.0, -cost).to(dtype)
     if pair_scale is not None:
-        m = m * pair_scale.to(similarity)
+        m = m * pair_scale.to(dtype)
     terms = F.softplus(-alpha * (similarity - beta) * m)
     if pair_weight is not None:
-        terms = terms * pair_weight.to(similarity)
+        terms = terms * pair_weight.to(dtype)
     return _masked_mean(terms, positive) + _masked_mean(terms, negative)
 
 
@@ -57,6 +61,8 @@ class BinomialDevianceLoss(nn.Module):
         self.alpha, self.beta, self.cost = alpha, beta, cost
 
     def forward(self, outputs: dict[str, Tensor], batch) -> Tensor:
-        return binomial_deviance(
-            outputs["embedding"], batch.labels, alpha=self.alpha, beta=self.beta, cost=self.cost
-        )
+        embeddings = outputs["embedding"]
+        with torch.autocast(embeddings.device.type, enabled=False):  # no half precision
+            return binomial_deviance(
+                embeddings, batch.labels, alpha=self.alpha, beta=self.beta, cost=self.cost
+            )
