@@ -132,6 +132,11 @@ def run(
         raise BenchError(str(error)) from None
     if folds and seeds is not None:
         raise BenchError("--folds runs one seed (--seed); it cannot be combined with --seeds.")
+    if folds and not save_checkpoint:
+        raise BenchError(
+            "--folds needs the fold models' checkpoints for the concatenated reading; "
+            "leave out --no-save-checkpoint."
+        )
     loaded = registry()
     configs = [
         build_run_config(
@@ -187,7 +192,9 @@ def _report_folds(loaded: Registry, results, paths, options) -> None:
     )
     from benchmark.report import summary_keys
 
-    concatenated = concatenated_figures(loaded, paths, options.data_root, options.device)
+    concatenated = concatenated_figures(
+        loaded, paths, options.data_root, options.device, options.skip_bad_images
+    )
     keys = summary_keys(results[0]["final"]["metrics"])
     summary = cross_validation_summary(results, concatenated, keys)
     click.echo("\n" + folds_table(results, summary))

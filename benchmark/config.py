@@ -139,7 +139,7 @@ def build_run_config(
 
 
 def _check_selection(protocol: Mapping[str, Any]) -> None:
-    if protocol["eval"]["selection"] == "validation" and "validation" not in protocol["eval"]:
+    if protocol["eval"].get("selection") == "validation" and "validation" not in protocol["eval"]:
         raise BenchError(
             f"Protocol '{protocol['name']}' selects on the validation split but defines none: "
             f"add eval.validation ({{fraction, seed}}) or select on 'last'."

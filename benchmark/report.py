@@ -80,7 +80,12 @@ def folds_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     the figures of the k models' embeddings concatenated."""
     rows, headers, keys = _replicates(results, [f"fold {i}" for i in range(len(results))])
     concatenated = summary["concatenated"]
-    rows.append(["concatenated", *(f"{100 * concatenated[k]:.2f}" for k in keys)])
+    rows.append(
+        [
+            "concatenated",
+            *(f"{100 * concatenated[k]:.2f}" if k in concatenated else "-" for k in keys),
+        ]
+    )
     return tabulate(rows, headers=[f"test ({len(results)} folds)", *headers], **TABLE)
 
 

@@ -83,3 +83,31 @@ def test_bench_run_folds_prints_the_separated_and_concatenated_readings(data_roo
               for p in sorted((tmp_path / "synth-cub" / "ms").glob("*.json"))]  # fmt: skip
     assert summary["separated"]["recall@1"]["mean"] == pytest.approx(np.mean(finals))
     assert f"{100 * summary['concatenated']['recall@1']:.2f}" in table[7]
+
+
+def test_method_specific_figures_have_no_concatenated_reading():
+    from benchmark.engine.folds import cross_validation_summary
+    from benchmark.report import folds_table
+
+    results = [
+        {"fingerprint": f"{i}" * 64, "final": {"metrics": {"recall@1": r, "rerank@4/recall@1": r}}}
+        for i, r in ((1, 0.5), (2, 0.7))
+    ]
+    keys = ["recall@1", "rerank@4/recall@1"]
+    summary = cross_validation_summary(results, {"recall@1": 0.75, "queries": 10}, keys)
+    assert summary["concatenated"] == {"recall@1": 0.75}
+    assert summary["separated"]["recall@1"]["mean"] == pytest.approx(0.6)
+    last = folds_table(results, summary).splitlines()[-1].split()
+    assert last == ["concatenated", "75.00", "-"]
+
+
+def test_folds_without_checkpoints_are_refused_before_any_run(tmp_path):
+    from click.testing import CliRunner
+
+    from benchmark.cli import cli
+
+    args = ["run", "-p", "ms", "-d", "synth-cub", "--folds", "2", "--no-save-checkpoint"]
+    result = CliRunner().invoke(cli, [*args, "--results-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--folds needs the fold models' checkpoints" in result.stderr
+    assert list(tmp_path.iterdir()) == []

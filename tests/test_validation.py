@@ -66,3 +66,44 @@ def test_seeds_are_a_count_or_a_list(text, seeds):
 def test_bad_seeds_say_what_is_expected(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_seeds(text)
+
+
+def test_the_first_evaluation_is_kept_even_when_its_metric_is_nan():
+    import torch
+
+    from benchmark.engine.loop import BestWeights
+    from benchmark.engine.train import TrainState
+
+    model, criterion = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    state = TrainState(model, criterion, None, None, None, torch.device("cpu"), False)
+    best = BestWeights("recall@1")
+    best.offer(0, {"recall@1": float("nan")}, state)
+    saved = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    best.offer(1, {"recall@1": float("nan")}, state)  # NaN never improves
+    best.restore(state)
+    assert best.epoch == 0 and torch.equal(model.weight, saved)
+
+
+def test_protocols_without_a_selection_field_select_the_last_weights():
+    from benchmark.engine.loop import selection_of
+
+    assert selection_of({"eval": {"every": 1}}) == "last"
+    assert selection_of({"eval": {"selection": "test"}}) == "test"
+
+
+def test_unreadable_images_met_in_a_split_and_its_views_count_once():
+    import torch
+
+    from benchmark.data.pipeline import SubsetView
+    from benchmark.engine.loop import _skipped_images
+
+    class Split(torch.utils.data.Dataset):
+        skipped: set[int]
+
+    train, test = Split(), Split()
+    train.skipped, test.skipped = {3, 5}, {1}
+    view = SubsetView(train, [3, 4, 5, 6])
+    view.skipped = {3, 6}
+    assert _skipped_images([train, test, view]) == 4  # train {3, 5, 6}, test {1}

@@ -67,6 +67,7 @@ def build_pipeline(
         query = make(splits.query, eval_transform)
         gallery = query if splits.gallery is splits.query else make(splits.gallery, eval_transform)
         train, train_eval = make(splits.train, train_transform), make(splits.train, eval_transform)
+        train_eval.cache = train.cache  # the same decoded images; only the transform differs
         return Pipeline("plain", train, query, gallery, train_eval)
     train = PreparedDataset(splits.train, prepared["train"], skip_bad)
     query = PreparedDataset(splits.query, prepared["query"], skip_bad)

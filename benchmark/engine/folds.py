@@ -25,7 +25,7 @@ def fold_config(config: RunConfig, folds: int, fold: int) -> RunConfig:
     """`config` with its validation split replaced by fold `fold` of `folds`."""
     protocol = copy.deepcopy(dict(config.protocol))
     validation = protocol["eval"].get("validation")
-    if protocol["eval"]["selection"] == "test" or validation is None:
+    if protocol["eval"].get("selection", "last") == "test" or validation is None:
         raise BenchError(
             "--folds needs a protocol that selects on a validation split (eval.validation); "
             "this one selects on the test split or defines none."
@@ -39,10 +39,10 @@ def fold_config(config: RunConfig, folds: int, fold: int) -> RunConfig:
 
 
 def concatenated_figures(
-    registry: Registry, paths: list[Path], data_root: Path, device: str
+    registry: Registry, paths: list[Path], data_root: Path, device: str, skip_bad: bool = False
 ) -> dict[str, float]:
     """Test figures of the runs' L2-normalised outputs concatenated (one vector per image)."""
-    runs = [restore_run(registry, path, data_root, device) for path in paths]
+    runs = [restore_run(registry, path, data_root, device, skip_bad) for path in paths]
     first = runs[0]
     protocol = first.config["protocol"]
     query_parts, gallery_parts, labels = [], [], None
@@ -84,7 +84,8 @@ def cross_validation_summary(
         "folds": len(results),
         "fingerprints": [r["fingerprint"] for r in results],
         "separated": summarize_metrics((r["final"]["metrics"] for r in results), keys),
-        "concatenated": {k: concatenated[k] for k in keys},
+        # Method-specific figures (re-ranking) have no concatenated reading.
+        "concatenated": {k: concatenated[k] for k in keys if k in concatenated},
     }
 
 
@@ -95,7 +96,10 @@ def write_summary(summary: dict[str, Any], result_path: Path) -> Path:
     from benchmark.files import write_atomically
 
     folder = result_path.parent / "cross-validation"
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as error:
+        raise BenchError(f"Cannot create {folder}: {error.strerror}.") from None
     path = folder / f"{summary['fingerprints'][0][:12]}-{summary['folds']}folds.json"
     text = json.dumps(summary, indent=2, sort_keys=True).encode()
     write_atomically(path, lambda handle: handle.write(text))

@@ -20,7 +20,13 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.data.loading import train_loader
-from benchmark.data.pipeline import Pipeline, SubsetView, batches, build_pipeline
+from benchmark.data.pipeline import (
+    Pipeline,
+    SubsetView,
+    base_dataset,
+    batches,
+    build_pipeline,
+)
 from benchmark.data.samplers import SubsetBatchSampler, training_sampler
 from benchmark.data.validation import ValidationPlan, carve_validation
 from benchmark.engine.evaluate import evaluate
@@ -51,7 +57,9 @@ class BestWeights:
 
     def offer(self, epoch: int, metrics: dict[str, float], state: TrainState) -> None:
         value = metrics[self.metric]
-        if value > self.value:  # ties keep the earlier epoch
+        # Ties keep the earlier epoch; a NaN (no query with a relevant item) never improves,
+        # but the first offer is always kept, so there is something to restore.
+        if self.weights is None or value > self.value:
             self.epoch, self.value = epoch, value
             self.weights = {
                 "model": _copy(state.model.state_dict()),
@@ -67,12 +75,25 @@ def _copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
 
 
+def selection_of(protocol: Mapping[str, Any]) -> str:
+    """The protocol's eval.selection; protocols written before it existed selected "last"."""
+    return protocol["eval"].get("selection", "last")
+
+
+def _skipped_images(datasets) -> int:
+    """Unreadable images met, each counted once: views of a split report indices of the split."""
+    seen: dict[int, set[int]] = {}
+    for dataset in datasets:
+        seen.setdefault(id(base_dataset(dataset)), set()).update(dataset.skipped)
+    return sum(len(indices) for indices in seen.values())
+
+
 def validation_plan(
     protocol: Mapping[str, Any], splits: Splits, task: str
 ) -> ValidationPlan | None:
     """The validation split the protocol asks for; None when it has none or selects on test."""
     eval_cfg = protocol["eval"]
-    if eval_cfg["selection"] == "test" or "validation" not in eval_cfg:
+    if selection_of(protocol) == "test" or "validation" not in eval_cfg:
         return None
     validation = eval_cfg["validation"]
     return carve_validation(
@@ -94,7 +115,7 @@ def train_and_select(
     left in `state` and evaluated on the test split."""
     protocol, hook = config.protocol, registry.manager.hook
     dataset = registry.dataset(config.dataset)
-    selection = protocol["eval"]["selection"]
+    selection = selection_of(protocol)
     pipeline = build_pipeline(
         splits, protocol["data"], options.data_root, config.dataset, options.skip_bad_images
     )
@@ -106,7 +127,8 @@ def train_and_select(
     evaluations = []
     if watched:
         evaluations.append(measure(watched, 0, None))
-        best.offer(0, evaluations[-1]["metrics"], state)
+        if selection != "last":
+            best.offer(0, evaluations[-1]["metrics"], state)
     epochs, every = protocol["train"]["epochs"], protocol["eval"]["every"]
     for epoch in range(1, epochs + 1):
         sampler.set_epoch(epoch)
@@ -117,10 +139,12 @@ def train_and_select(
         timer.add("train_seconds", started)
         if watched and (epoch % every == 0 or epoch == epochs):
             evaluations.append(measure(watched, epoch, train_logs))
-            best.offer(epoch, evaluations[-1]["metrics"], state)
+            if selection != "last":
+                best.offer(epoch, evaluations[-1]["metrics"], state)
     final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
-    used = [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]]
-    skipped = sum(len(d.skipped) for d in {id(d): d for d in used}.values())
+    skipped = _skipped_images(
+        [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]]
+    )
     return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan))
 
 

@@ -48,7 +48,9 @@ class RestoredRun:
     device: torch.device
 
 
-def restore_run(registry: Registry, path: Path, data_root: Path, device: str) -> RestoredRun:
+def restore_run(
+    registry: Registry, path: Path, data_root: Path, device: str, skip_bad: bool = False
+) -> RestoredRun:
     """Rebuild the run saved in `path` (a result file or its checkpoint) on `device`."""
     payload = load_checkpoint(checkpoint_of(path))
     config, protocol = payload["config"], payload["config"]["protocol"]
@@ -73,7 +75,7 @@ def restore_run(registry: Registry, path: Path, data_root: Path, device: str) ->
                 f"(was a plugin changed since?): {error}"
             ) from None
     torch_device = pick_device(device)
-    pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name)
+    pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name, skip_bad)
     return RestoredRun(
         config, model.to(torch_device), criterion.to(torch_device), method, dataset, pipeline,
         torch_device,
