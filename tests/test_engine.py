@@ -82,7 +82,7 @@ def test_the_result_holds_validation_curves_and_one_test_evaluation(short_run):
 
 
 def test_lifecycle_hooks_are_called_in_order(short_run):
-    config, _, _, recorder, _ = short_run
+    config, result, _, recorder, _ = short_run
     chosen = [c for c in recorder.calls if c[:2] == ("epoch", "test")]
     assert recorder.calls == [
         ("start", "ms", config.fingerprint),
@@ -92,6 +92,9 @@ def test_lifecycle_hooks_are_called_in_order(short_run):
         ("end", True),
     ]
     assert len(chosen) == 1
+    # The hook sees the chosen weights' epoch and iteration, as the result file does.
+    test = result["evaluations"][-1]
+    assert chosen[0][2:4] == (test["epoch"], test["iteration"])
 
 
 def test_the_same_seed_gives_identical_numbers_on_the_cpu(short_run, data_root, tmp_path):

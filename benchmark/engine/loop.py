@@ -184,9 +184,9 @@ def _final(selection, best: BestWeights, epochs, evaluations, measure, pipeline,
     if selection == "validation":
         best.restore(state)
         epoch = best.epoch
-    test = measure(("test", pipeline.query, pipeline.gallery), epoch, None)
-    if epoch != epochs:  # the chosen weights are those of an earlier evaluation
-        test["iteration"] = next(e["iteration"] for e in evaluations if e["epoch"] == epoch)
+    # The chosen weights may be those of an earlier evaluation: report its iteration.
+    iteration = next((e["iteration"] for e in evaluations if e["epoch"] == epoch), None)
+    test = measure(("test", pipeline.query, pipeline.gallery), epoch, None, iteration)
     evaluations.append(test)
     return {"epoch": epoch, "selection": selection, "metrics": evaluations[-1]["metrics"]}
 
@@ -210,8 +210,9 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
     eval_cfg = config.protocol["eval"]
     method, dataset = registry.method(config.method), registry.dataset(config.dataset)
 
-    def measure(watched, epoch: int, train_logs: dict[str, float] | None) -> dict[str, Any]:
+    def measure(watched, epoch: int, train_logs, iteration: int | None = None) -> dict[str, Any]:
         split, query, gallery = watched
+        iteration = state.iteration if iteration is None else iteration
         started = time.perf_counter()
         metrics = evaluate(
             state.model, query, gallery, dataset=dataset, method=method,
@@ -220,12 +221,12 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
             criterion=state.criterion,
         )  # fmt: skip
         timer.add("eval_seconds", started)
-        entry = {"epoch": epoch, "iteration": state.iteration, "split": split, "metrics": metrics}
+        entry = {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics}
         if train_logs is not None:
             entry["train"] = train_logs
         registry.manager.hook.bench_epoch_end(
             epoch=epoch,
-            iteration=state.iteration,
+            iteration=iteration,
             train_loss=None if train_logs is None else train_logs.get("loss"),
             metrics=metrics,
             split=split,
