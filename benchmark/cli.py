@@ -375,6 +375,61 @@ def list_(kind: str) -> None:
     click.echo(tabulate(rows, headers=headers, tablefmt="simple"))
 
 
+@cli.group()
+def leaderboard() -> None:
+    """Leaderboard tables built from result files (never typed by hand)."""
+
+
+_RESULTS_OPTION = click.option(
+    "--results",
+    "results_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    default=[Path("leaderboards/results")],
+    show_default=True,
+    help="Folder of result files (repeatable).",
+)
+_OUT_OPTION = click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True
+)
+
+
+def _leaderboard_files(results_dirs, out: Path) -> dict[str, str]:
+    from benchmark.leaderboard import build, collect, render_files
+
+    loaded = registry()
+    return render_files(build(loaded, collect(list(results_dirs)), out))
+
+
+@leaderboard.command(name="build")
+@_RESULTS_OPTION
+@_OUT_OPTION
+def leaderboard_build(results_dirs, out: Path) -> None:
+    """Write <dataset>.md and <dataset>.json under OUT from every result file found."""
+    from benchmark.leaderboard import write_files
+
+    for path in write_files(_leaderboard_files(results_dirs, out), out):
+        click.echo(f"wrote {path}")
+
+
+@leaderboard.command(name="check")
+@_RESULTS_OPTION
+@_OUT_OPTION
+def leaderboard_check(results_dirs, out: Path) -> None:
+    """Exit 1 when the tables under OUT differ from what `build` would write."""
+    from benchmark.leaderboard import stale_files
+
+    stale = stale_files(_leaderboard_files(results_dirs, out), out)
+    if stale:
+        click.echo(
+            f"Stale leaderboard files under {out}: {', '.join(stale)}. Run `bench leaderboard "
+            f"build` and commit the result.",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"Leaderboards under {out} match their result files.")
+
+
 def main() -> None:
     cli(prog_name="bench")
 

@@ -1,0 +1,282 @@
+"""Leaderboards derived from result files, never typed: one Markdown file and one JSON file per
+dataset, one ranked table per (protocol, version, selection rule).
+
+Runs with the same configuration fingerprint are replicates (seeds) and are aggregated as mean ±
+a Student-t 95% confidence interval. Tables of different protocols, protocol versions or
+selection rules are never merged; results that chose their checkpoint on the test split get
+their own, labelled table. Paper-reported figures (MethodSpec.reported) are listed apart and
+never ranked, with the difference to the reproduced mean where both exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from benchmark.errors import BenchError
+from benchmark.files import write_atomically
+from benchmark.plugins import Registry
+from benchmark.results import read_result
+from benchmark.stats import summarize
+
+SUMMARY_FOLDERS = {"cross-validation"}  # beside result files, but not result files
+SELECTION_TITLES = {
+    "validation": "checkpoint chosen on the validation split",
+    "last": "last checkpoint",
+    "test": "checkpoint chosen ON THE TEST SPLIT — not comparable with the tables above",
+}
+
+
+@dataclass(frozen=True)
+class Board:
+    """The key of one ranked table."""
+
+    dataset: str
+    protocol: str
+    version: int
+    kind: str
+    selection: str
+
+
+def collect(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every result file under `folders` (schema-validated), sorted by path."""
+    found = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise BenchError(f"Results folder {folder} does not exist; pass --results DIR.")
+        for path in sorted(folder.rglob("*.json")):
+            if not SUMMARY_FOLDERS & set(path.relative_to(folder).parts):
+                found.append((path, read_result(path)))
+    return found
+
+
+def board_of(result: Mapping[str, Any]) -> Board:
+    protocol = result["config"]["protocol"]
+    return Board(
+        result["dataset"]["name"], protocol["name"], protocol["version"], protocol["kind"],
+        result["final"]["selection"],
+    )  # fmt: skip
+
+
+def build(
+    registry: Registry, results: Iterable[tuple[Path, dict[str, Any]]], base: Path
+) -> dict[str, dict[str, Any]]:
+    """{dataset: its leaderboard document}; `base` makes result links relative."""
+    boards: dict[Board, list[tuple[Path, dict]]] = defaultdict(list)
+    for path, result in results:
+        boards[board_of(result)].append((path, result))
+    documents: dict[str, dict[str, Any]] = {}
+    for board in sorted(boards, key=_board_order):
+        document = documents.setdefault(board.dataset, _empty(registry, board.dataset))
+        rows = _rows(registry, boards[board], base)
+        document["tables"].append({**board.__dict__, "rows": rows})
+    for name, document in documents.items():
+        document["paper"] = _paper_rows(registry, name, document["tables"])
+    return documents
+
+
+def _empty(registry: Registry, dataset: str) -> dict[str, Any]:
+    spec = registry.datasets.get(dataset)
+    return {
+        "dataset": dataset,
+        "main_metric": spec.main_metric if spec else "recall@1",
+        "metrics": list(_metric_names(spec)),
+        "tables": [],
+    }
+
+
+def _metric_names(spec) -> tuple[str, ...]:
+    if spec is None or spec.task == "hashing":
+        return ("map@k", "map@k_index_order", "precision@radius2")
+    return (*(f"recall@{k}" for k in spec.recall_at), "map@r")
+
+
+def _board_order(board: Board) -> tuple:
+    # Test-selected tables last; within a protocol the newest version first.
+    return (board.dataset, board.selection == "test", board.kind, board.protocol, -board.version,
+            board.selection)  # fmt: skip
+
+
+def _rows(registry: Registry, runs: list[tuple[Path, dict]], base: Path) -> list[dict[str, Any]]:
+    by_config: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
+    for path, result in runs:
+        by_config[result["fingerprint"]].append((path, result))
+    spec = registry.datasets.get(runs[0][1]["dataset"]["name"])
+    names = _metric_names(spec)
+    main = spec.main_metric if spec else names[0]
+    rows = [_row(replicates, names, base) for replicates in by_config.values()]
+    return sorted(rows, key=lambda row: (-row["metrics"][main]["mean"], row["method"]))
+
+
+def _row(replicates: list[tuple[Path, dict]], names: Sequence[str], base: Path) -> dict:
+    replicates = sorted(replicates, key=lambda item: item[1]["seed"])
+    first = replicates[0][1]
+    model = first["config"]["protocol"]["model"]
+    hashing = first["dataset"]["task"] == "hashing"
+    seconds = sum(r["timings"]["total_seconds"] for _, r in replicates)
+    device = "GPU" if first["environment"]["device"].startswith("cuda") else "CPU"
+    return {
+        "method": first["method"]["name"],
+        "plugin": f"{first['method']['plugin']} {first['method']['plugin_version']}",
+        "preset": first["config"]["preset"],
+        # What differs from the method's defaults and the protocol: preset and --set items.
+        "settings": _settings(first["config"]),
+        "fidelity": first["method"]["fidelity"],
+        "backbone": model["backbone"],
+        "size": f"{model['hash']['bits']} bits" if hashing else f"{model['embedding_dim']}-d",
+        "fingerprint": first["fingerprint"],
+        "seeds": [r["seed"] for _, r in replicates],
+        "metrics": {
+            name: summarize([r["final"]["metrics"][name] for _, r in replicates])
+            for name in names
+            if all(name in r["final"]["metrics"] for _, r in replicates)
+        },
+        "hours": {device: round(seconds / 3600, 4)},
+        "results": [_link(path, base) for path, _ in replicates],
+    }
+
+
+def _settings(config: Mapping[str, Any]) -> str:
+    items = [] if config["preset"] == "default" else [f"preset {config['preset']}"]
+    return ", ".join(items + list(config["overrides"])) or "defaults"
+
+
+def _link(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[dict[str, Any]]:
+    """MethodSpec.reported figures for this dataset, with reproduced − reported where the
+    method has a row (the first table it appears in: validation-selected tables come first)."""
+    reproduced = {}
+    for table in tables:
+        for row in table["rows"]:
+            reproduced.setdefault(row["method"], (table, row))
+    rows = []
+    for name in sorted(registry.methods):
+        for reported in registry.method(name).reported:
+            if reported.dataset != dataset:
+                continue
+            row = {"method": name, "setting": reported.setting, "source": reported.source,
+                   "metrics": dict(reported.metrics), "difference": {}}  # fmt: skip
+            if name in reproduced:
+                table, ours = reproduced[name]
+                row["compared_with"] = f"{table['protocol']} v{table['version']}"
+                row["difference"] = {
+                    k: ours["metrics"][k]["mean"] - v
+                    for k, v in reported.metrics.items()
+                    if k in ours["metrics"]
+                }
+            rows.append(row)
+    return rows
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def render_markdown(document: Mapping[str, Any]) -> str:
+    """The dataset's leaderboard page: one ranked table per board, then the papers' figures."""
+    names = document["metrics"]
+    lines = [f"# {document['dataset']}", "", _GENERATED, ""]
+    for table in document["tables"]:
+        lines += [
+            f"## {table['protocol']} v{table['version']} ({table['kind']} protocol), "
+            f"{SELECTION_TITLES[table['selection']]}",
+            "",
+            _ranked_table(table["rows"], names),
+            "",
+        ]
+    if document["paper"]:
+        lines += ["## Paper-reported figures (not reproduced here, not ranked)", "",
+                  _paper_table(document["paper"], names), ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+_GENERATED = (
+    "Generated by `bench leaderboard build` from the result files it links; do not edit. "
+    "Figures in percent, mean ± 95% confidence interval over seeds (Student t)."
+)
+
+
+def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
+    headers = ["#", "method", "settings", "plugin", "backbone", "size", *names]
+    headers += ["seeds", "hours", "results"]
+    body = [
+        [
+            rank,
+            row["method"],
+            row["settings"],
+            row["plugin"],
+            row["backbone"],
+            row["size"],
+            *(_figure(row["metrics"].get(name)) for name in names),
+            len(row["seeds"]),
+            ", ".join(f"{h:.2f} {device}" for device, h in row["hours"].items()),
+            " ".join(f"[{i + 1}]({link})" for i, link in enumerate(row["results"])),
+        ]
+        for rank, row in enumerate(rows, 1)
+    ]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _figure(summary: Mapping[str, Any] | None) -> str:
+    if summary is None:
+        return "-"
+    if summary["ci95"] is None:
+        return f"{100 * summary['mean']:.2f}"
+    return f"{100 * summary['mean']:.2f} ± {100 * summary['ci95']:.2f}"
+
+
+def _paper_table(rows: list[dict], names: Sequence[str]) -> str:
+    headers = ["method", "setting", *names, "reproduced − paper", "source"]
+    body = []
+    for row in rows:
+        figures = [f"{100 * row['metrics'][n]:.1f}" if n in row["metrics"] else "-" for n in names]
+        difference = ", ".join(
+            f"{name} {100 * value:+.2f} ({row['compared_with']})"
+            for name, value in row["difference"].items()
+        )
+        body.append([row["method"], row["setting"], *figures, difference or "-", row["source"]])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_files(documents: Mapping[str, dict[str, Any]]) -> dict[str, str]:
+    """{relative file name: content} of a leaderboard folder."""
+    files = {}
+    for name, document in sorted(documents.items()):
+        files[f"{name}.md"] = render_markdown(document)
+        files[f"{name}.json"] = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def write_files(files: Mapping[str, str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        path = out / name
+        write_atomically(path, lambda handle, text=text: handle.write(text.encode()))
+        written.append(path)
+    return written
+
+
+def stale_files(files: Mapping[str, str], out: Path) -> list[str]:
+    """Names of tables under `out` that differ from `files`, are missing, or have no source."""
+    stale = [name for name, text in files.items() if _read(out / name) != text]
+    present = {p.name for p in out.glob("*.md")} | {p.name for p in out.glob("*.json")}
+    return sorted(stale + [name for name in present - set(files)])
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
