@@ -19,7 +19,7 @@ import referencing
 import torch
 import torchvision
 
-from benchmark.config import load_schema, read_json
+from benchmark.config import canonical_json, load_schema, read_json
 from benchmark.errors import BenchError
 from benchmark.files import write_atomically
 from benchmark.specs import Splits
@@ -58,11 +58,22 @@ def result_path(result: Mapping[str, Any], results_dir: Path) -> Path:
     return _free_name(folder, f"{result['fingerprint'][:12]}-seed{result['seed']}-{stamp}")
 
 
-def write_result(result: Mapping[str, Any], path: Path) -> None:
-    """Validate, then write atomically, so no invalid or half-written file remains."""
+def integrity(result: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the whole result but this field: editing any figure,
+    setting or provenance afterwards no longer matches. It shows accidental or careless edits;
+    it is not a signature (anyone can recompute it)."""
+    content = {key: value for key, value in result.items() if key != "integrity"}
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def write_result(result: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Seal with `integrity`, validate, then write atomically, so no invalid or half-written
+    file remains. Returns the result as written."""
+    result = {**result, "integrity": integrity(result)}
     validate_result(result)
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
     write_atomically(path, lambda handle: handle.write(text.encode()))
+    return result
 
 
 def _free_name(folder: Path, stem: str) -> Path:

@@ -93,7 +93,7 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
             checkpoint, state.model, state.criterion, result["config"], config.fingerprint
         )
         result["checkpoint"] = checkpoint.name
-    write_result(result, path)
+    result = write_result(result, path)
     registry.manager.hook.bench_run_end(result=result, path=path)
     return result, path
 
