@@ -5,6 +5,7 @@ Tests are offline and load only the bundled plugins, never others that happen to
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -39,3 +40,76 @@ def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("coco-data")
     ensure_synth_coco(root)
     return root
+
+
+@pytest.fixture()
+def make_result(registry):
+    """A function building a schema-valid result file's content by hand (no training)."""
+    from benchmark.results import validate_result
+
+    def make(
+        *,
+        method="ms",
+        seed=0,
+        recall=0.5,
+        dataset="synth-cub",
+        selection="validation",
+        version=3,
+        fingerprint="a",
+        overrides=(),
+    ):
+        protocol = copy.deepcopy(registry.protocols["cpu-smoke"])
+        protocol["version"] = version
+        metrics = {"recall@1": recall, "recall@2": recall + 0.1, "recall@4": recall + 0.2,
+                   "recall@8": recall + 0.3, "map@r": recall / 2}  # fmt: skip
+        spec = registry.method(method)
+        result = {
+            "schema_version": 1,
+            "fingerprint": fingerprint * 64,
+            "config": {
+                "method": method,
+                "preset": "default",
+                "hparams": dict(spec.defaults),
+                "dataset": dataset,
+                "protocol": protocol,
+                "seed": seed,
+                "overrides": list(overrides),
+            },  # fmt: skip
+            "method": {
+                "name": method,
+                "plugin": method,
+                "plugin_version": "0.1.0",
+                "hparams": dict(spec.defaults),
+                "fidelity": spec.fidelity,
+                "paper": {"title": spec.paper.title, "url": spec.paper.url},
+            },  # fmt: skip
+            "dataset": {
+                "name": dataset,
+                "task": "retrieval",
+                "split_fingerprint": "0" * 64,
+                "counts": {"train": 10, "query": 10, "gallery": 10, "train_classes": 5},
+            },
+            "seed": seed,
+            "evaluations": [{"epoch": 6, "iteration": 300, "split": "test", "metrics": metrics}],
+            "final": {"epoch": 6, "selection": selection, "metrics": metrics},
+            "environment": {
+                "python": "3.11",
+                "torch": "2",
+                "torchvision": "0",
+                "dmlbench": "0.1.0",
+                "device": "cpu: x86_64",
+                "platform": "linux",
+            },  # fmt: skip
+            "timings": {
+                "data_seconds": 1.0,
+                "train_seconds": 30.0,
+                "eval_seconds": 10.0,
+                "total_seconds": 1800.0,
+                "train_images_per_second": 300.0,
+            },  # fmt: skip
+            "created": "2026-11-22T12:00:00Z",
+        }
+        validate_result(result)
+        return result
+
+    return make

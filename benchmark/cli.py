@@ -430,6 +430,24 @@ def leaderboard_check(results_dirs, out: Path) -> None:
     click.echo(f"Leaderboards under {out} match their result files.")
 
 
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--into",
+    type=click.Path(path_type=Path),
+    default=Path("leaderboards/results"),
+    show_default=True,
+    help="Where published result files live.",
+)
+def submit(results, into: Path) -> None:
+    """Check RESULTS for publication (schema, fingerprint, integrity, clean commit, no
+    duplicate) and copy them under INTO with stable names; all or nothing."""
+    from benchmark.submit import submit as publish
+
+    for path in publish(list(results), into):
+        click.echo(f"published {path}")
+
+
 def main() -> None:
     cli(prog_name="bench")
 

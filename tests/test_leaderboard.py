@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -13,64 +12,6 @@ from click.testing import CliRunner
 from benchmark.cli import cli
 from benchmark.errors import BenchError
 from benchmark.leaderboard import build, collect, render_files, stale_files, write_files
-from benchmark.results import validate_result
-
-
-def make_result(registry, *, method="ms", seed=0, recall=0.5, dataset="synth-cub",
-                selection="validation", version=3, fingerprint="a", overrides=()):  # fmt: skip
-    protocol = copy.deepcopy(registry.protocols["cpu-smoke"])
-    protocol["version"] = version
-    metrics = {"recall@1": recall, "recall@2": recall + 0.1, "recall@4": recall + 0.2,
-               "recall@8": recall + 0.3, "map@r": recall / 2}  # fmt: skip
-    spec = registry.method(method)
-    result = {
-        "schema_version": 1,
-        "fingerprint": fingerprint * 64,
-        "config": {
-            "method": method,
-            "preset": "default",
-            "hparams": dict(spec.defaults),
-            "dataset": dataset,
-            "protocol": protocol,
-            "seed": seed,
-            "overrides": list(overrides),
-        },  # fmt: skip
-        "method": {
-            "name": method,
-            "plugin": method,
-            "plugin_version": "0.1.0",
-            "hparams": dict(spec.defaults),
-            "fidelity": spec.fidelity,
-            "paper": {"title": spec.paper.title, "url": spec.paper.url},
-        },  # fmt: skip
-        "dataset": {
-            "name": dataset,
-            "task": "retrieval",
-            "split_fingerprint": "0" * 64,
-            "counts": {"train": 10, "query": 10, "gallery": 10, "train_classes": 5},
-        },
-        "seed": seed,
-        "evaluations": [{"epoch": 6, "iteration": 300, "split": "test", "metrics": metrics}],
-        "final": {"epoch": 6, "selection": selection, "metrics": metrics},
-        "environment": {
-            "python": "3.11",
-            "torch": "2",
-            "torchvision": "0",
-            "dmlbench": "0.1.0",
-            "device": "cpu: x86_64",
-            "platform": "linux",
-        },  # fmt: skip
-        "timings": {
-            "data_seconds": 1.0,
-            "train_seconds": 30.0,
-            "eval_seconds": 10.0,
-            "total_seconds": 1800.0,
-            "train_images_per_second": 300.0,
-        },  # fmt: skip
-        "created": "2026-11-22T12:00:00Z",
-    }
-    validate_result(result)
-    return result
 
 
 def write(folder: Path, name: str, result: dict) -> Path:
@@ -81,13 +22,13 @@ def write(folder: Path, name: str, result: dict) -> Path:
 
 
 @pytest.fixture()
-def results(registry, tmp_path):
+def results(make_result, tmp_path):
     folder = tmp_path / "results"
     for seed, recall in enumerate((0.60, 0.62, 0.64)):
-        write(folder, f"ms-{seed}", make_result(registry, seed=seed, recall=recall))
-    write(folder, "sgml", make_result(registry, method="sgml", recall=0.7, fingerprint="b"))
-    write(folder, "old", make_result(registry, recall=0.9, version=2, fingerprint="c"))
-    write(folder, "peek", make_result(registry, recall=0.95, selection="test", fingerprint="d"))
+        write(folder, f"ms-{seed}", make_result(seed=seed, recall=recall))
+    write(folder, "sgml", make_result(method="sgml", recall=0.7, fingerprint="b"))
+    write(folder, "old", make_result(recall=0.9, version=2, fingerprint="c"))
+    write(folder, "peek", make_result(recall=0.95, selection="test", fingerprint="d"))
     return folder
 
 
@@ -121,9 +62,9 @@ def test_protocol_versions_and_selection_rules_never_share_a_ranking(registry, r
     assert "62.00 ± 4.97" in markdown
 
 
-def test_paper_figures_are_listed_apart_with_the_difference(registry, tmp_path):
+def test_paper_figures_are_listed_apart_with_the_difference(registry, make_result, tmp_path):
     folder = tmp_path / "results"
-    write(folder, "pddm", make_result(registry, method="pddm", recall=0.60, dataset="cub"))
+    write(folder, "pddm", make_result(method="pddm", recall=0.60, dataset="cub"))
     document = build(registry, collect([folder]), tmp_path)["cub"]
     assert {row["method"] for row in document["paper"]} == {"ms", "pddm"}  # all methods' CUB
     (paper,) = [row for row in document["paper"] if row["method"] == "pddm"]
