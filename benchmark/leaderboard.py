@@ -76,9 +76,12 @@ def build(
         document = documents.setdefault(board.dataset, _empty(registry, board.dataset))
         rows = _rows(registry, boards[board], base)
         document["tables"].append({**board.__dict__, "rows": rows})
+    for name in sorted(registry.datasets):  # datasets with papers' figures, even unreproduced
+        if any(r.dataset == name for m in registry.methods.values() for r in m.reported):
+            documents.setdefault(name, _empty(registry, name))
     for name, document in documents.items():
         document["paper"] = _paper_rows(registry, name, document["tables"])
-    return documents
+    return dict(sorted(documents.items()))
 
 
 def _empty(registry: Registry, dataset: str) -> dict[str, Any]:
@@ -167,7 +170,8 @@ def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[di
             if reported.dataset != dataset:
                 continue
             row = {"method": name, "setting": reported.setting, "source": reported.source,
-                   "metrics": dict(reported.metrics), "difference": {}}  # fmt: skip
+                   "metrics": dict(reported.metrics), "difference": {},
+                   "command": reproduce_command(registry, name, dataset)}  # fmt: skip
             if name in reproduced:
                 table, ours = reproduced[name]
                 row["compared_with"] = f"{table['protocol']} v{table['version']}"
@@ -178,6 +182,16 @@ def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[di
                 }
             rows.append(row)
     return rows
+
+
+def reproduce_command(registry: Registry, method: str, dataset: str) -> str:
+    """The command that fills a reproduced figure beside a paper's, under a standard protocol."""
+    task = registry.datasets[dataset].task if dataset in registry.datasets else "retrieval"
+    protocol = "std-hash" if task == "hashing" else "std-dml-512"
+    return (
+        f"bench run --plugin {method} --dataset {dataset} --protocol {protocol} --seeds 3 "
+        f"&& bench submit results/{dataset}/{method}/*.json"
+    )
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -195,9 +209,12 @@ def render_markdown(document: Mapping[str, Any]) -> str:
             _ranked_table(table["rows"], names),
             "",
         ]
+    if not document["tables"]:
+        lines += ["No reproduced result yet: the commands under the papers' figures fill it.", ""]
     if document["paper"]:
         lines += ["## Paper-reported figures (not reproduced here, not ranked)", "",
-                  _paper_table(document["paper"], names), ""]  # fmt: skip
+                  _paper_table(document["paper"], names), "", "To reproduce:", ""]  # fmt: skip
+        lines += sorted({f"    {row['command']}" for row in document["paper"]}) + [""]
     return "\n".join(lines)
 
 

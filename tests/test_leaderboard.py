@@ -33,7 +33,7 @@ def results(make_result, tmp_path):
 
 
 def test_seeds_of_one_configuration_are_aggregated_with_a_t_interval(registry, results):
-    (document,) = build(registry, collect([results]), results.parent).values()
+    document = build(registry, collect([results]), results.parent)["synth-cub"]
     current = document["tables"][0]
     assert (current["protocol"], current["version"], current["selection"]) == (
         "cpu-smoke",
@@ -50,7 +50,7 @@ def test_seeds_of_one_configuration_are_aggregated_with_a_t_interval(registry, r
 
 
 def test_protocol_versions_and_selection_rules_never_share_a_ranking(registry, results):
-    (document,) = build(registry, collect([results]), results.parent).values()
+    document = build(registry, collect([results]), results.parent)["synth-cub"]
     keys = [(t["version"], t["selection"], [r["method"] for r in t["rows"]])
             for t in document["tables"]]  # fmt: skip
     # Test-selected results come last, in their own table, whatever their figures.
@@ -102,3 +102,12 @@ def test_check_passes_on_fresh_tables_and_fails_on_stale_ones(registry, results,
     rebuilt = runner.invoke(cli, ["leaderboard", "build", *args])
     assert rebuilt.exit_code == 0 and "synth-cub.md" in rebuilt.stdout
     assert (out / "synth-cub.md").read_text() == files["synth-cub.md"]
+
+
+def test_datasets_with_papers_figures_get_a_page_with_the_command_that_fills_it(registry, results):
+    documents = build(registry, collect([results]), results.parent)
+    assert set(documents) == {"cars196", "coco", "cub", "inshop", "synth-cub"}
+    coco = render_files(documents)["coco.md"]
+    assert "No reproduced result yet" in coco
+    assert "bench run --plugin csq --dataset coco --protocol std-hash --seeds 3" in coco
+    assert "| csq      | ResNet-50, 16 bits, mAP@5000 | 79.6" in coco
