@@ -289,6 +289,7 @@ def stale_files(files: Mapping[str, str], out: Path) -> list[str]:
     """Names of tables under `out` that differ from `files`, are missing, or have no source."""
     stale = [name for name, text in files.items() if _read(out / name) != text]
     present = {p.name for p in out.glob("*.md")} | {p.name for p in out.glob("*.json")}
+    present.discard("README.md")  # the folder's own, hand-written explanation
     return sorted(stale + [name for name in present - set(files)])
 
 
