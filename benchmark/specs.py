@@ -118,11 +118,13 @@ class MethodSpec:
     early on a dataset without attributes. `eval_output` names the head retrieval uses.
 
     The criterion is an nn.Module whose `forward(outputs, batch)` returns the loss, or
-    `(loss, {name: float})` with extra scalars to log. It may define `on_epoch_start(epoch)` and
-    `on_epoch_end(epoch)` for work outside the gradient step. A criterion with a learned pair
-    score may set `rerank_top_k` > 0 and define `rerank_scores(query (b, D), candidates
-    (b, k, D)) -> (b, k)`: evaluations then add `rerank@k/recall@K` figures (the first k items
-    of each ranking re-ordered by that score) beside the standard ones.
+    `(loss, {name: float})` with extra scalars to log. The core calls it with autocast off and
+    the outputs in float32 (mixed precision covers the network only). It may define
+    `on_epoch_start(epoch)` and `on_epoch_end(epoch)` for work outside the gradient step.
+    A criterion with a learned pair score may set `rerank_top_k` > 0 and define
+    `rerank_scores(query (b, D), candidates (b, k, D)) -> (b, k)`: evaluations then add
+    `rerank@k/recall@K` figures (the first k items of each ranking re-ordered by that score)
+    beside the standard ones.
     A criterion may define `summary() -> dict` (JSON values): it goes into the result file as
     `criterion_summary`, for state worth keeping with the figures (hash centres, learned
     weights).

@@ -240,3 +240,34 @@ def test_selecting_on_a_validation_split_the_protocol_lacks_is_refused(registry,
     path.write_text(json.dumps(protocol))
     with pytest.raises(BenchError, match="selects on the validation split but defines none"):
         build_run_config(registry, method="ms", dataset="synth-cub", protocol=str(path))
+
+
+def test_the_criterion_runs_without_autocast_on_float32_outputs(monkeypatch):
+    from benchmark.engine import train
+    from benchmark.engine.train import TrainState, train_step
+    from benchmark.specs import Batch
+
+    seen = {}
+
+    class Recording(torch.nn.Module):
+        def forward(self, outputs, batch):
+            seen["autocast"] = torch.is_autocast_enabled("cpu")
+            seen["dtype"] = outputs["embedding"].dtype
+            return outputs["embedding"].square().mean()
+
+    # Mixed precision is off on the CPU; stand a bfloat16 autocast in for the GPU's.
+    monkeypatch.setattr(
+        train, "autocast", lambda device, enabled: torch.autocast("cpu", torch.bfloat16)
+    )
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    wrapped = lambda images: {"embedding": model(images)}  # noqa: E731
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = TrainState(
+        type("M", (), {"__call__": staticmethod(wrapped)})(), Recording(), optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0),
+        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), True,
+    )  # fmt: skip
+    batch = Batch(torch.randn(2, 3, 2, 2), torch.tensor([0, 1]), torch.arange(2))
+    logs = train_step(state, batch)
+    assert seen == {"autocast": False, "dtype": torch.float32}
+    assert logs["loss"] > 0 and state.iteration == 1

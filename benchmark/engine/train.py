@@ -46,7 +46,10 @@ def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[s
 def train_step(state: TrainState, batch) -> dict[str, float]:
     with autocast(state.device, state.amp):
         outputs = state.model(batch.images)
-        loss, logs = split_loss(state.criterion(outputs, batch))
+    # The criterion runs with autocast off, on float32 outputs: similarities inside exponents
+    # and sums of pair terms lose too much in half precision, and the loss is cheap beside the
+    # network.
+    loss, logs = split_loss(state.criterion(full_precision(outputs), batch))
     if not torch.isfinite(loss):
         raise BenchError(
             f"The loss became {loss.item()} at iteration {state.iteration}; lower "
@@ -59,6 +62,16 @@ def train_step(state: TrainState, batch) -> dict[str, float]:
     state.scheduler.step()
     state.iteration += 1
     return {"loss": float(loss.detach()), **logs}
+
+
+def full_precision(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating outputs in float32 at least (half-precision ones come from autocast)."""
+    return {
+        name: value.to(torch.promote_types(value.dtype, torch.float32))
+        if value.is_floating_point()
+        else value
+        for name, value in outputs.items()
+    }
 
 
 def split_loss(value) -> tuple[torch.Tensor, dict[str, float]]:

@@ -90,8 +90,7 @@ class CentralSimilarity(nn.Module):
         self.lambda_q, self.quantisation = lambda_q, quantisation
 
     def as_codes(self, codes: Tensor) -> Tensor:
-        """The head's output in float32 at least (autocast may give half precision; the losses
-        run with autocast off, so that their products of centres stay in float32)."""
+        """The head's output in the centres' precision or wider (float64 in some tests)."""
         return codes.to(torch.promote_types(codes.dtype, self.centres.dtype))
 
     def quantise(self, codes: Tensor) -> Tensor:
@@ -110,10 +109,6 @@ class CSQLoss(CentralSimilarity):
         self.target = target
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
-        with torch.autocast(outputs["hash"].device.type, enabled=False):  # see as_codes
-            return self._loss(outputs, batch)
-
-    def _loss(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
         labels = as_multi_hot(batch.labels, len(self.centres))
         make = sign_of_mean_targets if self.target == "sign" else mean_targets
@@ -152,10 +147,6 @@ class ICSLoss(CentralSimilarity):
         self.register_buffer("seen", torch.zeros(num_images, dtype=torch.bool))
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
-        with torch.autocast(outputs["hash"].device.type, enabled=False):  # see as_codes
-            return self._loss(outputs, batch)
-
-    def _loss(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
         labels = as_multi_hot(batch.labels, len(self.centres)) > 0
         weights = self._batch_weights(batch.indices, labels)

@@ -69,19 +69,17 @@ class PDDMLoss(nn.Module):
         self.rerank_top_k = rerank_top_k
 
     def forward(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        # Hinges on scores and argmax ties are brittle in bf16/fp16: score in float32 or wider.
-        with torch.autocast(outputs["embedding"].device.type, enabled=False):
-            embeddings = outputs["embedding"]
-            embeddings = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
-            # The unit and E_e are defined on L2-normalised f; a no-op if the head normalises.
-            embeddings = F.normalize(embeddings, dim=1)
-            scores = self.unit.pairwise(embeddings.to(self.unit.score.weight.dtype))
-            quadruplets = hard_quadruplets(
-                scores, batch.labels, per_positive_pair=self.per_positive_pair
-            )
-            loss = double_header_hinge(
-                scores, embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
-            )
+        # The harness calls it with autocast off and float32 outputs (hinges and argmax ties are
+        # brittle in half precision). The unit and E_e are defined on L2-normalised f; a no-op
+        # if the head normalises.
+        embeddings = F.normalize(outputs["embedding"], dim=1)
+        scores = self.unit.pairwise(embeddings.to(self.unit.score.weight.dtype))
+        quadruplets = hard_quadruplets(
+            scores, batch.labels, per_positive_pair=self.per_positive_pair
+        )
+        loss = double_header_hinge(
+            scores, embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
+        )
         return loss, {"quadruplets": float(len(quadruplets))}
 
     @torch.no_grad()

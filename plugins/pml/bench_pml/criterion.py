@@ -24,11 +24,10 @@ class LibraryCriterion(nn.Module):
         self.register_buffer("class_ids", torch.tensor(sorted(class_ids), dtype=torch.long))
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
-        with torch.autocast(outputs["embedding"].device.type, enabled=False):
-            embeddings = outputs["embedding"].float()
-            labels = self.class_index(batch.labels)
-            mined = self.miner(embeddings, labels) if self.miner is not None else None
-            loss = self.loss(embeddings, labels, mined)
+        embeddings = outputs["embedding"]
+        labels = self.class_index(batch.labels)
+        mined = self.miner(embeddings, labels) if self.miner is not None else None
+        loss = self.loss(embeddings, labels, mined)
         # Triplets (anchor, positive, negative), or pairs (a1, positive, a2, negative).
         logs = (
             {}

@@ -27,8 +27,8 @@ def binomial_deviance(
 ) -> Tensor:
     """mean_pos w·log(1 + exp(−α(S − β)·m)) + mean_neg of the same, S the cosine similarity.
 
-    Computed in float32 at least (callers under autocast should disable it: a half-precision
-    matmul would round S inside an exponent scaled by α·C).
+    Computed in float32 at least; run it with autocast off (the harness does): a half-precision
+    matmul would round S inside an exponent scaled by α·C.
 
     m = +1 for a positive pair and −cost for a negative one, over ordered pairs i != j; each
     mean divides by the number of such pairs (a batch without positives or without negatives
@@ -61,8 +61,6 @@ class BinomialDevianceLoss(nn.Module):
         self.alpha, self.beta, self.cost = alpha, beta, cost
 
     def forward(self, outputs: dict[str, Tensor], batch) -> Tensor:
-        embeddings = outputs["embedding"]
-        with torch.autocast(embeddings.device.type, enabled=False):  # no half precision
-            return binomial_deviance(
-                embeddings, batch.labels, alpha=self.alpha, beta=self.beta, cost=self.cost
-            )
+        return binomial_deviance(
+            outputs["embedding"], batch.labels, alpha=self.alpha, beta=self.beta, cost=self.cost
+        )

@@ -80,16 +80,11 @@ class SGMLLoss(nn.Module):
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         if batch.attributes is None:
             raise ValueError("SGML needs attributes in the batch; the dataset provided none")
-        # Similarities and the deviance's exponent are precision-sensitive: no half precision.
-        with torch.autocast(outputs["embedding"].device.type, enabled=False):
-            return self._loss(outputs, batch)
-
-    def _loss(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
-        logits = outputs["attributes"].float()
+        logits = outputs["attributes"]
         attributes = attribute_loss(logits, batch.attributes, batch.attribute_mask)
         similarity = self.pair_similarity(logits, batch)
         deviance = soft_binomial_deviance(
-            outputs["embedding"].float(), batch.labels, similarity, **self.deviance
+            outputs["embedding"], batch.labels, similarity, **self.deviance
         )
         _, negative = pair_masks(batch.labels)
         logs = {

@@ -295,17 +295,3 @@ def test_specs_say_what_is_ours():
     assert SGML_SPEC.heads == ("embedding", "attributes")
     assert "not known" in SGML_SPEC.fidelity_notes
     assert dict(BINOMIAL_SPEC.defaults) == {"alpha": 2.0, "beta": 0.5, "cost": 25.0}
-
-
-def test_the_deviance_is_computed_in_float32_under_bfloat16_autocast():
-    x = embeddings().float()
-    plain = BinomialDevianceLoss(alpha=2.0, beta=0.5, cost=25.0)(
-        {"embedding": x}, Batch(torch.zeros(7, 3, 4, 4), LABELS, torch.arange(7))
-    )
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = BinomialDevianceLoss(alpha=2.0, beta=0.5, cost=25.0)(
-            {"embedding": x}, Batch(torch.zeros(7, 3, 4, 4), LABELS, torch.arange(7))
-        )
-        loss, _ = sgml_criterion()({"embedding": x, "attributes": torch.zeros(7, 6)}, sgml_batch())
-    assert mixed.dtype == torch.float32 and loss.dtype == torch.float32
-    assert mixed.item() == pytest.approx(plain.item(), rel=1e-6)
