@@ -40,6 +40,20 @@ def embed(
     return torch.cat(vectors), torch.cat(labels)
 
 
+def embed_both(
+    model: nn.Module,
+    query: torch.utils.data.Dataset,
+    gallery: torch.utils.data.Dataset,
+    *args,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(query vectors, labels, gallery vectors, labels) by `embed(model, split, *args)`; the
+    query's own when gallery is query (embedded once)."""
+    query_vectors, query_labels = embed(model, query, *args)
+    if gallery is query:
+        return query_vectors, query_labels, query_vectors, query_labels
+    return query_vectors, query_labels, *embed(model, gallery, *args)
+
+
 def evaluate(
     model: nn.Module,
     query: torch.utils.data.Dataset,
@@ -60,15 +74,9 @@ def evaluate(
     A criterion with a positive `rerank_top_k` and a `rerank_scores(query, candidates)` method
     also gets its re-ranked Recall@K (`benchmark.metrics.rerank`), as separate figures.
     """
-    query_vectors, query_labels = embed(
-        model, query, method.eval_output, batch_size, device, amp, data_cfg
+    query_vectors, query_labels, gallery_vectors, gallery_labels = embed_both(
+        model, query, gallery, method.eval_output, batch_size, device, amp, data_cfg
     )
-    if gallery is query:
-        gallery_vectors, gallery_labels = query_vectors, query_labels
-    else:
-        gallery_vectors, gallery_labels = embed(
-            model, gallery, method.eval_output, batch_size, device, amp, data_cfg
-        )
     # A query set searched against itself (the retrieval task, and every validation split but
     # hashing's) leaves each query out of its own results.
     task = "retrieval" if gallery is query and dataset.task != "hashing" else dataset.task

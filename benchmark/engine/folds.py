@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.config import RunConfig
-from benchmark.engine.evaluate import embed
+from benchmark.engine.evaluate import embed_both
 from benchmark.engine.rescore import restore_run
 from benchmark.errors import BenchError
 from benchmark.metrics.tasks import score
@@ -64,15 +64,10 @@ def concatenated_figures(
 
 def _test_outputs(run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     protocol = run.config["protocol"]
-    args = (
-        run.method.eval_output, protocol["eval"]["batch_size"], run.device,
-        protocol["train"]["amp"], protocol["data"],
+    return embed_both(
+        run.model, run.pipeline.query, run.pipeline.gallery, run.method.eval_output,
+        protocol["eval"]["batch_size"], run.device, protocol["train"]["amp"], protocol["data"],
     )  # fmt: skip
-    query, query_labels = embed(run.model, run.pipeline.query, *args)
-    if run.pipeline.gallery is run.pipeline.query:
-        return query, query_labels, query, query_labels
-    gallery, gallery_labels = embed(run.model, run.pipeline.gallery, *args)
-    return query, query_labels, gallery, gallery_labels
 
 
 def cross_validation_summary(

@@ -13,9 +13,8 @@ from benchmark.data.pipeline import Pipeline, build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.loop import validation_plan
-from benchmark.engine.run import build_context, check_heads, load_splits, pick_device
+from benchmark.engine.run import build_network, load_splits, pick_device
 from benchmark.errors import BenchError
-from benchmark.models.model import build_model
 from benchmark.plugins import Registry
 from benchmark.results import read_result
 from benchmark.specs import DatasetSpec, MethodSpec
@@ -56,16 +55,9 @@ def restore_run(
     config, protocol = payload["config"], payload["config"]["protocol"]
     method, dataset = registry.method(config["method"]), registry.dataset(config["dataset"])
     splits = load_splits(dataset, protocol, data_root)
-    check_heads(method, dataset.name, splits)
-    # The weights come from the checkpoint, so no pretrained weights are fetched.
-    backbone = registry.backbone(protocol["model"]["backbone"]).build(None)
-    model = build_model(backbone, method.heads, protocol["model"], len(splits.attribute_names))
     plan = validation_plan(protocol, splits, dataset.task)
-    trained = None if plan is None else splits.train.labels[plan.train]
-    context = build_context(
-        config["hparams"], protocol["model"], splits, torch.device("cpu"), trained
-    )
-    criterion = method.build(context)
+    # The weights come from the checkpoint, so no pretrained weights are fetched.
+    model, criterion = build_network(registry, config, splits, plan, torch.device("cpu"), None)
     for part, module in (("model", model), ("criterion", criterion)):
         try:
             module.load_state_dict(payload[part])

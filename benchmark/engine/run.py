@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.data.validation import ValidationPlan
 from benchmark.engine.checkpoint import save_checkpoint
 from benchmark.engine.loop import Outcome, train_and_select, validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
@@ -78,8 +79,7 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
-    trained = splits.train.labels if plan is None else splits.train.labels[plan.train]
-    state = _train_state(registry, config, splits, trained, device)
+    state = _train_state(registry, config, splits, plan, device)
     outcome = train_and_select(registry, config, splits, plan, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
     result = _result(registry, config, splits, options, outcome, timer, device)
@@ -102,22 +102,37 @@ def _train_state(
     registry: Registry,
     config: RunConfig,
     splits: Splits,
-    trained_labels: np.ndarray,
+    plan: ValidationPlan | None,
     device: torch.device,
 ) -> TrainState:
     model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
-    method = registry.method(config.method)
-    check_heads(method, config.dataset, splits)
-    backbone = registry.backbone(model_cfg["backbone"]).build(model_cfg["pretrained"])
-    num_attributes = len(splits.attribute_names)
-    model = build_model(backbone, method.heads, model_cfg, num_attributes).to(device)
-    context = build_context(config.hparams, model_cfg, splits, device, trained_labels)
-    criterion = method.build(context).to(device)
+    model, criterion = build_network(
+        registry, config.to_dict(), splits, plan, device, model_cfg["pretrained"]
+    )
     optimizer = build_optimizer(model, criterion, train_cfg)
     total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
     amp = train_cfg["amp"]
     return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
+
+
+def build_network(
+    registry: Registry,
+    config: Mapping[str, Any],
+    splits: Splits,
+    plan: ValidationPlan | None,
+    device: torch.device,
+    pretrained: str | None,
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model (backbone + the method's heads) and the criterion a run config describes, on
+    `device`; the criterion is sized by the classes trained on (the validation ones left out)."""
+    method, model_cfg = registry.method(config["method"]), config["protocol"]["model"]
+    check_heads(method, config["dataset"], splits)
+    backbone = registry.backbone(model_cfg["backbone"]).build(pretrained)
+    model = build_model(backbone, method.heads, model_cfg, len(splits.attribute_names))
+    trained = None if plan is None else splits.train.labels[plan.train]
+    context = build_context(config["hparams"], model_cfg, splits, device, trained)
+    return model.to(device), method.build(context).to(device)
 
 
 def count_classes(labels: np.ndarray) -> int:
