@@ -394,21 +394,22 @@ _OUT_OPTION = click.option(
 )
 
 
-def _leaderboard_files(results_dirs, out: Path) -> dict[str, str]:
+def _leaderboard_files(results_dirs, out: Path, html: bool) -> dict[str, str]:
     from benchmark.leaderboard import build, collect, render_files
 
     loaded = registry()
-    return render_files(build(loaded, collect(list(results_dirs)), out))
+    return render_files(build(loaded, collect(list(results_dirs)), out), html)
 
 
 @leaderboard.command(name="build")
 @_RESULTS_OPTION
 @_OUT_OPTION
-def leaderboard_build(results_dirs, out: Path) -> None:
+@click.option("--html", is_flag=True, help="Also write OUT/index.html, one self-contained page.")
+def leaderboard_build(results_dirs, out: Path, html: bool) -> None:
     """Write <dataset>.md and <dataset>.json under OUT from every result file found."""
     from benchmark.leaderboard import write_files
 
-    for path in write_files(_leaderboard_files(results_dirs, out), out):
+    for path in write_files(_leaderboard_files(results_dirs, out, html), out):
         click.echo(f"wrote {path}")
 
 
@@ -416,14 +417,17 @@ def leaderboard_build(results_dirs, out: Path) -> None:
 @_RESULTS_OPTION
 @_OUT_OPTION
 def leaderboard_check(results_dirs, out: Path) -> None:
-    """Exit 1 when the tables under OUT differ from what `build` would write."""
-    from benchmark.leaderboard import stale_files
+    """Exit 1 when the tables under OUT (and its index.html, if any) differ from what `build`
+    would write."""
+    from benchmark.leaderboard import PAGE, stale_files
 
-    stale = stale_files(_leaderboard_files(results_dirs, out), out)
+    html = (out / PAGE).exists()
+    stale = stale_files(_leaderboard_files(results_dirs, out, html), out)
     if stale:
+        flag = " --html" if html else ""
         click.echo(
             f"Stale leaderboard files under {out}: {', '.join(stale)}. Run `bench leaderboard "
-            f"build` and commit the result.",
+            f"build{flag}` and commit the result.",
             err=True,
         )
         sys.exit(1)

@@ -25,6 +25,7 @@ from benchmark.plugins import Registry
 from benchmark.results import read_result
 from benchmark.stats import summarize
 
+PAGE = "index.html"  # the web page, written with --html
 SUMMARY_FOLDERS = {"cross-validation"}  # beside result files, but not result files
 SELECTION_TITLES = {
     "validation": "checkpoint chosen on the validation split",
@@ -235,7 +236,7 @@ def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
             row["plugin"],
             row["backbone"],
             row["size"],
-            *(_figure(row["metrics"].get(name)) for name in names),
+            *(format_figure(row["metrics"].get(name)) for name in names),
             len(row["seeds"]),
             ", ".join(f"{h:.2f} {device}" for device, h in row["hours"].items()),
             " ".join(f"[{i + 1}]({link})" for i, link in enumerate(row["results"])),
@@ -245,7 +246,7 @@ def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _figure(summary: Mapping[str, Any] | None) -> str:
+def format_figure(summary: Mapping[str, Any] | None) -> str:
     if summary is None:
         return "-"
     if summary["ci95"] is None:
@@ -266,12 +267,16 @@ def _paper_table(rows: list[dict], names: Sequence[str]) -> str:
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render_files(documents: Mapping[str, dict[str, Any]]) -> dict[str, str]:
-    """{relative file name: content} of a leaderboard folder."""
+def render_files(documents: Mapping[str, dict[str, Any]], html: bool = False) -> dict[str, str]:
+    """{relative file name: content} of a leaderboard folder; `html` adds the web page."""
     files = {}
     for name, document in sorted(documents.items()):
         files[f"{name}.md"] = render_markdown(document)
         files[f"{name}.json"] = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if html:
+        from benchmark.web import render_html
+
+        files[PAGE] = render_html(documents)
     return files
 
 
@@ -289,6 +294,7 @@ def stale_files(files: Mapping[str, str], out: Path) -> list[str]:
     """Names of tables under `out` that differ from `files`, are missing, or have no source."""
     stale = [name for name, text in files.items() if _read(out / name) != text]
     present = {p.name for p in out.glob("*.md")} | {p.name for p in out.glob("*.json")}
+    present |= {PAGE} & {p.name for p in out.glob("*.html")}
     present.discard("README.md")  # the folder's own, hand-written explanation
     return sorted(stale + [name for name in present - set(files)])
 
