@@ -14,8 +14,9 @@ from typing import Any
 import jsonschema
 
 from benchmark.errors import BenchError
+from benchmark.models.weights import check_pretrained
 from benchmark.plugins import Registry, suggest
-from benchmark.specs import DatasetSpec, MethodSpec
+from benchmark.specs import BackboneSpec, DatasetSpec, MethodSpec
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 FIXED_PROTOCOL_KEYS = ("name", "version", "kind", "summary")
@@ -134,8 +135,22 @@ def build_run_config(
     validate(hparams, dict(method_spec.hparam_schema), f"hyper-parameters of method '{method}'")
     _check_dataset_options(dataset_spec, resolved["data"]["dataset_options"])
     _check_selection(resolved)
-    registry.backbone(resolved["model"]["backbone"])
+    _apply_backbone(registry.backbone(resolved["model"]["backbone"]), resolved)
     return RunConfig(method, preset_name, hparams, dataset, resolved, seed, tuple(overrides))
+
+
+def _apply_backbone(spec: BackboneSpec, protocol: dict[str, Any]) -> None:
+    """Check the weights asked for; a backbone's input convention replaces the protocol's
+    normalisation (recorded in the config, hence in the fingerprint)."""
+    check_pretrained(spec, protocol["model"])
+    convention = spec.input_convention
+    if convention is not None:
+        protocol["data"].update(
+            channels=convention.channels,
+            pixel_range=float(convention.pixel_range),
+            mean=[float(value) for value in convention.mean],
+            std=[float(value) for value in convention.std],
+        )
 
 
 def _check_selection(protocol: Mapping[str, Any]) -> None:

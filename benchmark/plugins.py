@@ -54,6 +54,11 @@ class Registry:
         return _lookup(self.datasets, name, "dataset")
 
     def backbone(self, name: str) -> BackboneSpec:
+        """A registered backbone, or `<family>:<variant>` of a family spec (one with variants)."""
+        family, sep, variant = name.partition(":")
+        spec = self.backbones.get(family)
+        if sep and spec is not None and spec.variants is not None:
+            return spec.variants(variant)
         return _lookup(self.backbones, name, "backbone")
 
     def method(self, name: str) -> MethodSpec:

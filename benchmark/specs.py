@@ -65,14 +65,36 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class InputConvention:
+    """The pixels a backbone's weights were trained on: channel order, pixel range [0, range],
+    and per-channel mean and std in that order and range (Caffe ports: BGR, 0-255, std 1)."""
+
+    channels: Literal["rgb", "bgr"]
+    pixel_range: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """A backbone: `build(pretrained)` returns a module mapping images (B, 3, H, W) to feature maps
-    (B, C, h, w) with an `out_channels` attribute. `pretrained` is None or one of `weights`."""
+    (B, C, h, w) with an `out_channels` attribute. `pretrained` is None or one of `weights`.
+
+    The module may define `load_published_weights(state_dict)` to load a weights file in the
+    layout its authors publish (`model.pretrained` set to a path or URL); without it the core
+    calls `load_state_dict(state_dict, strict=True)`.
+    input_convention: None takes the protocol's data.mean and data.std on RGB pixels in [0, 1];
+    otherwise the run's data pipeline normalises as it says, whatever the protocol's values.
+    variants: makes this spec a family: `<name>:<variant>` is looked up as `variants(variant)`,
+    which returns that backbone's spec (e.g. timm:<model name>) or raises a BenchError.
+    """
 
     name: str
     summary: str
     build: Callable[[str | None], nn.Module]
     weights: tuple[str, ...] = ()
+    input_convention: InputConvention | None = None
+    variants: Callable[[str], BackboneSpec] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +184,15 @@ class Batch:
             return value.to(device, non_blocking=non_blocking) if torch.is_tensor(value) else value
 
         return Batch(*(move(getattr(self, name)) for name in self.__dataclass_fields__))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies of the tensors, which DataLoader(pin_memory=True) asks for, so
+        that copies to the GPU can be non-blocking."""
+
+        def pin(value):
+            return value.pin_memory() if torch.is_tensor(value) else value
+
+        return Batch(*(pin(getattr(self, name)) for name in self.__dataclass_fields__))
 
 
 def closed_schema(properties: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def test_plugins_lists_versions_and_registrations(runner):
     )
     assert (
         "datasets: cub, cars196, inshop, coco, synth-cub, synth-inshop, synth-coco; "
-        "backbones: convnet-small, resnet18, resnet50; protocols: cpu-smoke, std-dml-128, "
+        "backbones: convnet-small, resnet18, resnet50, googlenet, bninception, timm; "
+        "protocols: cpu-smoke, std-dml-128, "
         "std-dml-512, std-hash" in lines[2]
     )
 
@@ -119,8 +120,10 @@ def test_list_protocols_and_backbones(runner):
     protocols = runner.invoke(cli, ["list", "protocols"]).stdout.splitlines()
     assert protocols[2].split()[:3] == ["cpu-smoke", "3", "standard"]
     backbones = runner.invoke(cli, ["list", "backbones"]).stdout.splitlines()
-    assert [line.split()[0] for line in backbones[2:]] == ["convnet-small", "resnet18", "resnet50"]
-    assert backbones[3].split()[1:3] == ["imagenet", "builtin"]
+    assert [line.split()[0] for line in backbones[2:]] == [
+        "bninception", "convnet-small", "googlenet", "resnet18", "resnet50", "timm",
+    ]  # fmt: skip
+    assert backbones[5].split()[1:3] == ["imagenet", "builtin"]
 
 
 def test_list_rejects_an_unknown_kind(runner):

@@ -26,8 +26,29 @@ def build_transform(data_cfg: Mapping[str, Any], train: bool) -> T.Compose:
         steps.append(T.RandomCrop(crop, pad_if_needed=True))
     if train and data_cfg["hflip"]:
         steps.append(T.RandomHorizontalFlip())
-    steps += [T.ToTensor(), T.Normalize(data_cfg["mean"], data_cfg["std"])]
+    steps.append(T.ToTensor())
+    if not InputSpace(data_cfg).is_identity:
+        steps.append(InputSpace(data_cfg))
+    steps.append(T.Normalize(data_cfg["mean"], data_cfg["std"]))
     return T.Compose(steps)
+
+
+class InputSpace:
+    """RGB pixels in [0, 1] (..., 3, H, W) to the channel order and range the backbone expects
+    (data.channels, data.pixel_range; set from its input convention, e.g. BGR in [0, 255])."""
+
+    def __init__(self, data_cfg: Mapping[str, Any]) -> None:
+        self.pixel_range = data_cfg.get("pixel_range", 1.0)
+        self.bgr = data_cfg.get("channels", "rgb") == "bgr"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.pixel_range == 1 and not self.bgr
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.pixel_range != 1:
+            images = images * self.pixel_range
+        return images.flip(-3) if self.bgr else images
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
+from benchmark.data.loading import InputSpace
 from benchmark.errors import BenchError
 from benchmark.files import process_is_running, write_atomically
 from benchmark.specs import Batch, ImageSet, Splits
@@ -320,14 +321,16 @@ def augment_batch(
     else:
         flips = [False] * count
     crops = _crops(images_uint8, boxes, flips, crop)
-    return _normalize_(crops, data_cfg["mean"], data_cfg["std"])
+    return _normalize_(crops, data_cfg)
 
 
-def _normalize_(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """In place, the arithmetic of ToTensor then Normalize, so that the values agree to the bit."""
-    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
-    std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
-    return images.div_(255).sub_(mean).div_(std)
+def _normalize_(images: torch.Tensor, data_cfg: Mapping[str, Any]) -> torch.Tensor:
+    """The arithmetic of ToTensor, InputSpace and Normalize, so that the values agree to the bit
+    (in place when InputSpace is the identity)."""
+    mean = torch.as_tensor(data_cfg["mean"], dtype=images.dtype, device=images.device)
+    std = torch.as_tensor(data_cfg["std"], dtype=images.dtype, device=images.device)
+    images = InputSpace(data_cfg)(images.div_(255))
+    return images.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
 
 
 def _crop_boxes(

@@ -18,9 +18,11 @@ from benchmark.engine.checkpoint import save_checkpoint
 from benchmark.engine.loop import Outcome, train_and_select, validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
+from benchmark.engine.speed import apply_speed_options
 from benchmark.engine.train import TrainState
 from benchmark.errors import BenchError
 from benchmark.models.model import build_model
+from benchmark.models.weights import build_backbone
 from benchmark.plugins import Registry
 from benchmark.results import (
     environment,
@@ -109,6 +111,7 @@ def _train_state(
     model, criterion = build_network(
         registry, config.to_dict(), splits, plan, device, model_cfg["pretrained"]
     )
+    apply_speed_options(model, train_cfg)
     optimizer = build_optimizer(model, criterion, train_cfg)
     total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
@@ -128,7 +131,9 @@ def build_network(
     `device`; the criterion is sized by the classes trained on (the validation ones left out)."""
     method, model_cfg = registry.method(config["method"]), config["protocol"]["model"]
     check_heads(method, config["dataset"], splits)
-    backbone = registry.backbone(model_cfg["backbone"]).build(pretrained)
+    backbone = build_backbone(
+        registry.backbone(model_cfg["backbone"]), pretrained, model_cfg.get("pretrained_sha256")
+    )
     model = build_model(backbone, method.heads, model_cfg, len(splits.attribute_names))
     trained = None if plan is None else splits.train.labels[plan.train]
     context = build_context(config["hparams"], model_cfg, splits, device, trained)

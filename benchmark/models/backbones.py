@@ -1,4 +1,5 @@
-"""The built-in backbones: a small CNN for CPU smoke runs and torchvision ResNets.
+"""The built-in backbones: a small CNN for CPU smoke runs, torchvision ResNets and GoogLeNet,
+BN-Inception (the Caffe port's layout) and, with timm installed, timm:<model name>.
 
 Each returns feature maps; pooling and heads are added by `benchmark.models.model`.
 """
@@ -13,7 +14,12 @@ import torchvision
 from torch import nn
 
 from benchmark.errors import BenchError
-from benchmark.specs import BackboneSpec
+from benchmark.models.bninception import BNInception
+from benchmark.models.timm_backbones import TIMM_FAMILY
+from benchmark.specs import BackboneSpec, InputConvention
+
+# The Caffe port's convention (pretrainedmodels' settings for bninception).
+CAFFE_BGR = InputConvention("bgr", 255.0, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0))
 
 
 class ConvNetSmall(nn.Module):
@@ -48,6 +54,72 @@ class ResNetTrunk(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
 
+    def load_published_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """A torchvision ResNet state dict (classifier included), strictly."""
+        resnet = getattr(torchvision.models, self.arch)(weights=None)
+        resnet.load_state_dict(state_dict, strict=True)
+        self.body.load_state_dict(ResNetTrunk(resnet).body.state_dict(), strict=True)
+
+
+class GoogLeNetTrunk(nn.Module):
+    """torchvision's GoogLeNet (Inception v1) up to inception5b: 1024-d feature maps.
+
+    transform_input: torchvision's ImageNet weights were trained on (x - 0.5) / 0.5 inputs and
+    re-normalise ImageNet-normalised ones; on with those weights, as torchvision does."""
+
+    STAGES = (
+        "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
+        "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
+        "maxpool4", "inception5a", "inception5b",
+    )  # fmt: skip
+
+    def __init__(self, googlenet: torchvision.models.GoogLeNet) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*(getattr(googlenet, name) for name in self.STAGES))
+        self.transform_input = googlenet.transform_input
+        self.out_channels = googlenet.fc.in_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.transform_input:
+            images = _googlenet_input(images)
+        return self.body(images)
+
+    def load_published_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """torchvision's GoogLeNet state dict (auxiliary heads and classifier included)."""
+        trunk = GoogLeNetTrunk(_loaded_googlenet(state_dict))
+        self.body.load_state_dict(trunk.body.state_dict(), strict=True)
+        self.transform_input = True
+
+
+def _googlenet_input(images: torch.Tensor) -> torch.Tensor:
+    """torchvision GoogLeNet._transform_input: ImageNet-normalised to (x - 0.5) / 0.5."""
+    mean = torch.tensor([0.485, 0.456, 0.406], device=images.device, dtype=images.dtype)
+    std = torch.tensor([0.229, 0.224, 0.225], device=images.device, dtype=images.dtype)
+    return (images * (std / 0.5).view(1, 3, 1, 1)) + ((mean - 0.5) / 0.5).view(1, 3, 1, 1)
+
+
+def _loaded_googlenet(state_dict: dict[str, torch.Tensor]) -> torchvision.models.GoogLeNet:
+    model = torchvision.models.GoogLeNet(aux_logits=True, transform_input=True, init_weights=False)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def build_googlenet(pretrained: str | None) -> nn.Module:
+    if pretrained is None:
+        # PyTorch's default initialisation: torchvision's truncated normal takes seconds
+        return GoogLeNetTrunk(torchvision.models.GoogLeNet(aux_logits=False, init_weights=False))
+    return GoogLeNetTrunk(_loaded_googlenet(imagenet_state_dict("googlenet")))
+
+
+def build_bninception(pretrained: str | None) -> nn.Module:
+    if pretrained is not None:
+        raise BenchError(
+            "Backbone 'bninception' has no weights by name: set model.pretrained to the path or "
+            "URL of the Caffe port's weights (bn_inception-52deb4733.pth) and "
+            "model.pretrained_sha256 to its sha256."
+        )
+    return BNInception()
+
 
 def build_convnet_small(pretrained: str | None) -> nn.Module:
     if pretrained is not None:
@@ -62,7 +134,9 @@ def resnet_builder(arch: str):
         model = getattr(torchvision.models, arch)(weights=None)
         if pretrained is not None:
             model.load_state_dict(imagenet_state_dict(arch))
-        return ResNetTrunk(model)
+        trunk = ResNetTrunk(model)
+        trunk.arch = arch  # for load_published_weights
+        return trunk
 
     return build
 
@@ -105,4 +179,17 @@ BACKBONES = [
         resnet_builder("resnet50"),
         weights=("imagenet",),
     ),
+    BackboneSpec(
+        "googlenet",
+        "torchvision GoogLeNet (Inception v1) trunk, 1024-d features",
+        build_googlenet,
+        weights=("imagenet",),
+    ),
+    BackboneSpec(
+        "bninception",
+        "BN-Inception (Caffe port layout), 1024-d features; BGR 0-255 input, weights from a file",
+        build_bninception,
+        input_convention=CAFFE_BGR,
+    ),
+    TIMM_FAMILY,
 ]
