@@ -452,6 +452,31 @@ def submit(results, into: Path) -> None:
         click.echo(f"published {path}")
 
 
+@cli.command(name="report")
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="[default: RESULT with .png]")
+@click.option("--queries", default=6, show_default=True, type=click.IntRange(1, 20))
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--grid/--no-grid", default=True, show_default=True, help="Draw the retrieval grid "
+              "(needs the run's checkpoint and its dataset).")  # fmt: skip
+@click.option("--data-root", default=None, help="[default: $BENCH_DATA or ~/.cache/dmlbench/data]")
+@click.option("--device", default="auto", show_default=True)
+def report(result: Path, out, queries: int, top_k: int, grid: bool, data_root, device) -> None:
+    """A PNG of one run: training curves, and test queries with their top-k results (correct
+    framed green, wrong red)."""
+    from benchmark.data.root import resolve_data_root
+    from benchmark.runreport import write_report
+
+    target = out or result.with_suffix(".png")
+    write_report(registry(), result, target, resolve_data_root(data_root), device, queries,
+                 top_k, grid)  # fmt: skip
+    click.echo(f"wrote {target}")
+
+
+cli.add_command(check_command)
+cli.add_command(new_plugin_command)
+
+
 def main() -> None:
     cli(prog_name="bench")
 

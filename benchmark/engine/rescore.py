@@ -17,7 +17,7 @@ from benchmark.engine.run import build_network, load_splits, pick_device
 from benchmark.errors import BenchError
 from benchmark.plugins import Registry
 from benchmark.results import read_result
-from benchmark.specs import DatasetSpec, MethodSpec
+from benchmark.specs import DatasetSpec, MethodSpec, Splits
 
 
 def checkpoint_of(path: Path) -> Path:
@@ -45,6 +45,7 @@ class RestoredRun:
     dataset: DatasetSpec
     pipeline: Pipeline
     device: torch.device
+    splits: Splits
 
 
 def restore_run(
@@ -70,7 +71,7 @@ def restore_run(
     pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name, skip_bad)
     return RestoredRun(
         config, model.to(torch_device), criterion.to(torch_device), method, dataset, pipeline,
-        torch_device,
+        torch_device, splits,
     )  # fmt: skip
 
 
