@@ -39,9 +39,10 @@ class BenchGroup(click.Group):
             raise BenchClickError(str(error)) from None
 
 
-def registry() -> Registry:
-    """Load plugins once per command; warn (on stderr) about broken ones."""
-    loaded = load_plugins()
+def registry(extra: tuple[tuple[str, object], ...] = ()) -> Registry:
+    """Load plugins once per command, with `extra` (name, plugin); warn (on stderr) about broken
+    ones."""
+    loaded = load_plugins(extra)
     for info in loaded.plugins:
         for error in info.errors:
             click.echo(f"warning: plugin '{info.name}': {error} (see `bench plugins`)", err=True)
@@ -104,6 +105,14 @@ def cli() -> None:
     is_flag=True,
     help="Leave unreadable images out (counted in the result) instead of stopping.",
 )
+@click.option(
+    "--log",
+    "trackers",
+    default=None,
+    metavar="NAMES",
+    help="Experiment trackers, comma-separated: csv (a row per evaluation in <result>.csv), "
+    "tensorboard (event files in <result>.tensorboard/; needs pip install tensorboard).",
+)
 def run(
     method,
     dataset,
@@ -121,6 +130,7 @@ def run(
     progress,
     save_checkpoint,
     skip_bad_images,
+    trackers,
 ) -> None:
     """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file per seed."""
     from benchmark.config import build_run_config
@@ -137,7 +147,9 @@ def run(
             "--folds needs the fold models' checkpoints for the concatenated reading; "
             "leave out --no-save-checkpoint."
         )
-    loaded = registry()
+    from benchmark.trackers import build_trackers
+
+    loaded = registry(build_trackers(trackers) if trackers else ())
     configs = [
         build_run_config(
             loaded, method=method, dataset=dataset, protocol=protocol, seed=one, preset=preset,

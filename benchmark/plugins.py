@@ -2,6 +2,7 @@
 
 Each plugin's hooks are called one by one so that a plugin that fails to import, raises in a
 hook, or returns a malformed or duplicate spec is reported by name while the others keep working.
+$BENCH_PLUGINS (a comma list; empty = none) chooses which installed entry points load.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import jsonschema
 import pluggy
 
 from benchmark import hookspecs
-from benchmark.errors import BenchError
+from benchmark.errors import BenchError, StopRun
+from benchmark.hookcalls import call_plugin, implementers, say, trace_hook_calls, trace_requested
 from benchmark.specs import TASKS, BackboneSpec, DatasetSpec, MethodSpec
 
 BUILTIN_PLUGINS = {"builtin": "benchmark.builtin"}
@@ -49,6 +51,7 @@ class Registry:
     methods: dict[str, MethodSpec] = field(default_factory=dict)
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     owners: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
 
     def dataset(self, name: str) -> DatasetSpec:
         return _lookup(self.datasets, name, "dataset")
@@ -70,6 +73,30 @@ class Registry:
     def owner(self, kind: str, name: str) -> PluginInfo:
         return self.owners[(kind, name)]
 
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call lifecycle hook `hook_name` plugin by plugin. A plugin that raises is warned about
+        once (and marked broken) and the run goes on; StopRun and BaseExceptions such as
+        KeyboardInterrupt propagate."""
+        for plugin in implementers(self.manager, hook_name):
+            try:
+                call_plugin(self.manager, plugin, hook_name, kwargs)
+            except StopRun:
+                raise
+            except Exception as error:
+                self._failed(self.manager.get_name(plugin), hook_name, error)
+
+    def _failed(self, name: str, hook_name: str, error: Exception) -> None:
+        if name in self.failed:
+            return
+        self.failed.add(name)
+        message = f"{hook_name} raised {type(error).__name__}: {error}"
+        for info in self.plugins:
+            if info.name == name:
+                info.errors.append(message)
+        say(
+            f"warning: plugin '{name}': {message}; the run goes on (its later errors are not shown)"
+        )
+
 
 def suggest(name: str, choices: Iterable[str], preferred: Iterable[str] = ()) -> str:
     """'Did you mean ...? Available: ...' for an unknown name; `preferred` matches come first."""
@@ -89,6 +116,8 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
     """Build a fresh registry from the built-in plugins, entry points and `extra` (name, plugin)."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
+    if trace_requested():
+        trace_hook_calls(manager)
     registry = Registry(manager)
     from benchmark import __version__
 
@@ -126,22 +155,27 @@ def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
 def _register(registry: Registry, name: str, load, version: str, source: str) -> None:
     info = PluginInfo(name, version, source)
     registry.plugins.append(info)
+    plugin = None
     try:
-        registry.manager.register(load(), name=name)
+        plugin = load()
+        registry.manager.register(plugin, name=name)
     except Exception as error:  # a broken plugin is reported, never fatal
         info.errors.append(f"failed to load: {type(error).__name__}: {error}")
+        if plugin is not None and registry.manager.get_plugin(name) is plugin:
+            registry.manager.unregister(name=name)  # pluggy may have added some of its hooks
 
 
 def _collect(registry: Registry, info: PluginInfo) -> None:
     plugin = registry.manager.get_plugin(info.name)
     for kind in (*KINDS, "protocols"):
-        hook = getattr(registry.manager.hook, f"bench_{kind}")
-        impls = [i for i in hook.get_hookimpls() if i.plugin is plugin]
-        for impl in impls:
-            try:
-                specs = impl.function() or []
-            except Exception as error:
-                info.errors.append(f"bench_{kind} raised {type(error).__name__}: {error}")
+        try:
+            returned = call_plugin(registry.manager, plugin, f"bench_{kind}", {})
+        except Exception as error:
+            info.errors.append(f"bench_{kind} raised {type(error).__name__}: {error}")
+            continue
+        for specs in returned:
+            if not isinstance(specs, list | tuple):
+                info.errors.append(f"bench_{kind} returned {type(specs).__name__}, not a list")
                 continue
             for spec in specs:
                 _add(registry, info, kind, spec)

@@ -43,10 +43,15 @@ def validate_result(result: Mapping[str, Any], where: str = "result") -> None:
         raise BenchError(f"{where}: invalid value at '{path}': {error.message}")
 
 
+def result_folder(results_dir: Path, dataset: str, method: str) -> Path:
+    """results/<dataset>/<method>/: the folder of a run's result file."""
+    return Path(results_dir) / dataset / method
+
+
 def result_path(result: Mapping[str, Any], results_dir: Path) -> Path:
     """A new file name under results/<dataset>/<method>/ (the folder is created)."""
     config = result["config"]
-    folder = results_dir / config["dataset"] / config["method"]
+    folder = result_folder(results_dir, config["dataset"], config["method"])
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -32,6 +32,7 @@ from benchmark.data.validation import ValidationPlan, carve_validation
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.train import TrainState, train_epoch
 from benchmark.plugins import Registry
+from benchmark.results import result_folder
 from benchmark.specs import Splits
 
 
@@ -113,7 +114,7 @@ def train_and_select(
 ) -> Outcome:
     """Train for the protocol's budget, evaluating as `selection` says; the chosen weights are
     left in `state` and evaluated on the test split."""
-    protocol, hook = config.protocol, registry.manager.hook
+    protocol = config.protocol
     dataset = registry.dataset(config.dataset)
     selection = selection_of(protocol)
     pipeline = build_pipeline(
@@ -123,7 +124,12 @@ def train_and_select(
     watched = _watched_split(pipeline, plan, selection)
     measure = _evaluator(registry, config, state, timer)
     best = BestWeights(dataset.main_metric)
-    hook.bench_run_start(config=config.to_dict(), fingerprint=config.fingerprint)
+    registry.notify(
+        "bench_run_start",
+        config=config.to_dict(),
+        fingerprint=config.fingerprint,
+        output_dir=result_folder(options.results_dir, config.dataset, config.method),
+    )
     evaluations = []
     if watched:
         evaluations.append(measure(watched, 0, None))
@@ -224,12 +230,14 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
         entry = {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics}
         if train_logs is not None:
             entry["train"] = train_logs
-        registry.manager.hook.bench_epoch_end(
+        registry.notify(
+            "bench_epoch_end",
             epoch=epoch,
             iteration=iteration,
             train_loss=None if train_logs is None else train_logs.get("loss"),
             metrics=metrics,
             split=split,
+            train_logs=train_logs,
         )
         return entry
 

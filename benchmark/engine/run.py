@@ -96,7 +96,7 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
         )
         result["checkpoint"] = checkpoint.name
     result = write_result(result, path)
-    registry.manager.hook.bench_run_end(result=result, path=path)
+    registry.notify("bench_run_end", result=result, path=path)
     return result, path
 
 
