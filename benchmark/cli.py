@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from benchmark.cli_check import check_command, new_plugin_command
 from benchmark.errors import BenchError
 from benchmark.plugins import Registry, load_plugins
 from benchmark.report import (
@@ -483,6 +484,10 @@ def report(result: Path, out, queries: int, top_k: int, grid: bool, data_root, d
     write_report(registry(), result, target, resolve_data_root(data_root), device, queries,
                  top_k, grid)  # fmt: skip
     click.echo(f"wrote {target}")
+
+
+cli.add_command(check_command)
+cli.add_command(new_plugin_command)
 
 
 cli.add_command(check_command)

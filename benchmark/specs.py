@@ -166,6 +166,9 @@ class MethodSpec:
     fidelity: Literal["faithful", "reconstructed"] = "faithful"
     fidelity_notes: str = ""
     reported: tuple[Reported, ...] = ()
+    # False when the loss legitimately depends on the order of a batch (sampling tied to
+    # positions); `bench check` then skips its batch-order check.
+    order_invariant: bool = True
 
 
 @dataclass

@@ -70,6 +70,7 @@ def method_spec(baseline: Baseline) -> MethodSpec:
         eval_output="embedding",
         distance="cosine",
         fidelity="faithful",
+        order_invariant=baseline.order_invariant,
         fidelity_notes=(
             f"The {baseline.loss} of {LIBRARY}, with the library's defaults; faithful to the "
             f"library, whose fidelity to the paper is the library's.{miner} Presets mlrc-* "

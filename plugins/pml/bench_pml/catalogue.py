@@ -21,6 +21,7 @@ class Baseline:
     parametric: bool = False  # owns parameters sized by (num_classes, embedding_size)
     miners: tuple[str, ...] = ()  # values of the `miner` hyper-parameter; the first is default
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_invariant: bool = True  # False: the loss depends on the order of a batch
 
 
 def _arxiv(title: str, authors: str, venue: str, number: str) -> Paper:
@@ -61,6 +62,8 @@ BASELINES: tuple[Baseline, ...] = (
         Paper("Improved Deep Metric Learning with Multi-class N-pair Loss Objective", "Sohn",
               "NIPS 2016", "https://papers.nips.cc/paper/6200-improved-deep-metric-learning-with-multi-class-n-pair-loss-objective"),
         {},
+        # The library keeps the first positive pair of each class in batch order.
+        order_invariant=False,
     ),
     Baseline(
         "lifted", "LiftedStructureLoss", "Lifted structured loss over all pairs of a batch",

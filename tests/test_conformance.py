@@ -1,0 +1,108 @@
+"""The conformance kit (benchmark.testing, `bench check`) over every bundled method, and on a
+method whose loss is NaN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from benchmark import cli, hookimpl
+from benchmark.plugins import load_plugins
+from benchmark.specs import MethodSpec, Paper
+from benchmark.testing import format_results, run_checks
+from benchmark.testing.result import CheckResult
+
+REGISTRY = load_plugins()
+METHODS = sorted(REGISTRY.methods)
+LOSS_CHECKS = [
+    "spec is valid",
+    "hyper-parameters agree",
+    "loss: random batch",
+    "loss: single class",
+    "loss: repeated embeddings",
+    "invariant to batch order",
+]
+# Representative methods for the checks that train: a stateless loss, and one with learned
+# proxies (its checkpoint has state to restore).
+TRAINED = ["ms", "pml-proxyanchor"]
+
+
+def root_for(name: str, request) -> object:
+    hashing = REGISTRY.method(name).tasks == ("hashing",)
+    return request.getfixturevalue("coco_root" if hashing else "data_root")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_bundled_method_passes_the_quick_checks(name, registry, request):
+    results = run_checks(name, root_for(name, request), registry=registry, quick=True)
+    assert [result.name for result in results] == LOSS_CHECKS
+    assert all(result.passed for result in results), format_results(name, results)
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_representative_methods_pass_the_training_checks(name, registry, request):
+    results = run_checks(name, root_for(name, request), registry=registry, steps=12)
+    assert [result.name for result in results] == [
+        *LOSS_CHECKS,
+        "training improves",
+        "checkpoint restores",
+        "deterministic on CPU",
+    ]
+    assert all(result.passed for result in results), format_results(name, results)
+
+
+class NanCriterion(torch.nn.Module):
+    def forward(self, outputs, batch):
+        return outputs["embedding"].sum() * float("nan")
+
+
+class NanPlugin:
+    @hookimpl
+    def bench_methods(self):
+        return [
+            MethodSpec(
+                name="nan-loss",
+                summary="a loss that is always NaN",
+                paper=Paper("A paper", "Someone", "Nowhere 2026", "https://example.org/paper"),
+                tasks=("retrieval",),
+                build=lambda ctx: NanCriterion(),
+                defaults={},
+                hparam_schema={"type": "object", "additionalProperties": False},
+            )
+        ]
+
+
+def test_bench_check_fails_a_nan_loss_with_the_reason(monkeypatch, data_root):
+    monkeypatch.setattr(
+        cli, "load_plugins", lambda extra=(): load_plugins([*extra, ("nan", NanPlugin())])
+    )
+    outcome = CliRunner().invoke(
+        cli.cli, ["check", "nan-loss", "--quick", "--data-root", str(data_root)]
+    )
+    assert outcome.exit_code == 1, outcome.output
+    lines = outcome.output.splitlines()
+    assert lines[0] == "bench check nan-loss"
+    assert "✓   spec is valid" in outcome.output
+    for check in ("loss: random batch", "loss: single class", "loss: repeated embeddings"):
+        assert any(line.startswith(f"✗   {check}") and "the loss is nan" in line for line in lines)
+    assert lines[-1] == "2 of 6 checks passed."
+
+
+def test_bench_check_refuses_an_unknown_method_with_exit_status_2(data_root):
+    outcome = CliRunner().invoke(cli.cli, ["check", "mss", "--data-root", str(data_root)])
+    assert outcome.exit_code == 2
+    assert "Unknown method plugin 'mss'. Did you mean 'ms'" in outcome.output
+
+
+def test_the_table_marks_each_check():
+    table = format_results(
+        "x", [CheckResult("a", True, "fine"), CheckResult("b", False, "the loss is nan")]
+    )
+    assert table.splitlines() == [
+        "bench check x",
+        "    check    detail",
+        "--  -------  ---------------",
+        "✓   a        fine",
+        "✗   b        the loss is nan",
+    ]
