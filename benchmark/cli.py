@@ -94,6 +94,13 @@ def cli() -> None:
 @click.option("--results-dir", default="results", show_default=True, type=click.Path())
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on N processes of this machine (one per GPU) with DistributedDataParallel: "
+    "re-runs the command under torchrun. The protocol's batch is global, split across them.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option(
     "--save-checkpoint/--no-save-checkpoint",
@@ -128,6 +135,7 @@ def run(
     results_dir,
     device,
     dry_run,
+    nproc,
     progress,
     save_checkpoint,
     skip_bad_images,
@@ -167,34 +175,50 @@ def run(
         click.echo(json.dumps(document, indent=2, sort_keys=True))
         return
     from benchmark.data.root import resolve_data_root
-    from benchmark.engine.run import RunOptions, execute
+    from benchmark.engine import distributed
+    from benchmark.engine.run import RunOptions, execute, pick_device
 
+    if nproc is not None:  # does not return: torchrun runs this command again
+        data_cfg = configs[0].protocol["data"]
+        distributed.launch(nproc, data_cfg["classes_per_batch"] * data_cfg["samples_per_class"])
+    world = distributed.start(pick_device(device))
     options = RunOptions(
         resolve_data_root(data_root),
         Path(results_dir),
         device,
-        progress,
+        progress and world.is_main,
         save_checkpoint,
         skip_bad_images,
+        world=world,
     )
-    if progress:
+    if options.progress:
         loaded.manager.register(ConsoleReporter(), name="console")
+    say = click.echo if world.is_main else _silent  # rank 0 speaks for the run
     results, paths = [], []
-    for config in configs:
-        click.echo(
-            f"{method} on {dataset}, protocol {protocol}, seed {config.seed}, "
-            f"fingerprint {config.fingerprint[:12]}",
-            err=True,
-        )
-        result, path = execute(loaded, config, options)
-        results.append(result)
-        paths.append(path)
-        click.echo(evaluations_table(result))
-        click.echo(f"\nResult written to {path}")
+    try:
+        for config in configs:
+            say(
+                f"{method} on {dataset}, protocol {protocol}, seed {config.seed}, "
+                f"fingerprint {config.fingerprint[:12]}",
+                err=True,
+            )
+            result, path = execute(loaded, config, options)
+            results.append(result)
+            paths.append(path)
+            say(evaluations_table(result))
+            say(f"\nResult written to {path}")
+    finally:
+        distributed.stop(world)
+    if not world.is_main:
+        return
     if folds:
         _report_folds(loaded, results, paths, options)
     elif len(results) > 1:
         click.echo("\n" + seeds_table(results))
+
+
+def _silent(*args, **kwargs) -> None:
+    """click.echo on the ranks other than 0."""
 
 
 def _report_folds(loaded: Registry, results, paths, options) -> None:

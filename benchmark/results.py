@@ -106,7 +106,9 @@ def split_fingerprint(splits: Splits, data_root: Path) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
+    """Where a run ran; world_size: its processes (torchrun), each training a slice of the
+    protocol's global batch."""
     from benchmark import __version__
 
     commit, dirty = _git_state()
@@ -116,6 +118,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torchvision": torchvision.__version__,
         "dmlbench": __version__,
         "device": _device_name(device),
+        "world_size": world_size,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),

@@ -111,3 +111,29 @@ class SubsetBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.sampler:
             yield self.indices[batch].tolist()
+
+
+class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """This process's slice of another sampler's global batches, under torchrun.
+
+    Every rank draws the same global batches (same seed, same epoch) and keeps the `rank`-th
+    of `world_size` equal contiguous slices. P x K batches are class-major, so with P divisible
+    by the world size each rank sees P / world_size whole classes, distinct from the others';
+    gathered in rank order, the slices are exactly the single-process batch.
+    """
+
+    def __init__(
+        self, sampler: torch.utils.data.Sampler[list[int]], rank: int, world_size: int
+    ) -> None:
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.sampler:
+            share = len(batch) // self.world_size
+            yield batch[self.rank * share : (self.rank + 1) * share]

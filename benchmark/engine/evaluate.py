@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from benchmark.data.loading import eval_loader
-from benchmark.data.pipeline import batches
+from benchmark.data.pipeline import SubsetView, batches
+from benchmark.engine.distributed import World, all_gather, broadcast_object, shard, union
 from benchmark.engine.precision import autocast
 from benchmark.metrics.rerank import reranked_recall
 from benchmark.metrics.tasks import score
@@ -25,19 +26,23 @@ def embed(
     device: torch.device,
     amp: bool,
     data_cfg: Mapping[str, Any],
+    world: World = World(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs[output] for every image in order, labels), both on `device`, float32."""
+    """(outputs[output] for every image in order, labels), both on `device`, float32. Under
+    torchrun each rank embeds its share and every rank gets them all."""
     was_training = model.training
     model.eval()
     vectors, labels = [], []
-    loader = eval_loader(dataset, batch_size, data_cfg["num_workers"], device.type == "cuda")
+    part = SubsetView(dataset, shard(len(dataset), world)) if world.distributed else dataset
+    loader = eval_loader(part, batch_size, data_cfg["num_workers"], device.type == "cuda")
     for batch in batches(loader, data_cfg, False, device):
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
         labels.append(batch.labels.to(device))
         dataset.skipped.update(batch.skipped)
     model.train(was_training)
-    return torch.cat(vectors), torch.cat(labels)
+    dataset.skipped.update(union(dataset.skipped, world))
+    return all_gather(torch.cat(vectors), world), all_gather(torch.cat(labels), world)
 
 
 def embed_both(
@@ -45,13 +50,14 @@ def embed_both(
     query: torch.utils.data.Dataset,
     gallery: torch.utils.data.Dataset,
     *args,
+    world: World = World(),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(query vectors, labels, gallery vectors, labels) by `embed(model, split, *args)`; the
     query's own when gallery is query (embedded once)."""
-    query_vectors, query_labels = embed(model, query, *args)
+    query_vectors, query_labels = embed(model, query, *args, world=world)
     if gallery is query:
         return query_vectors, query_labels, query_vectors, query_labels
-    return query_vectors, query_labels, *embed(model, gallery, *args)
+    return query_vectors, query_labels, *embed(model, gallery, *args, world=world)
 
 
 def evaluate(
@@ -68,14 +74,16 @@ def evaluate(
     amp: bool,
     metrics: Sequence[str] | None = None,
     criterion: nn.Module | None = None,
+    world: World = World(),
 ) -> dict[str, float]:
     """Metrics of `model` on query against gallery (the same object for `retrieval`).
 
     A criterion with a positive `rerank_top_k` and a `rerank_scores(query, candidates)` method
     also gets its re-ranked Recall@K (`benchmark.metrics.rerank`), as separate figures.
+    Under torchrun every rank embeds a share and scores the whole; all return rank 0's figures.
     """
     query_vectors, query_labels, gallery_vectors, gallery_labels = embed_both(
-        model, query, gallery, method.eval_output, batch_size, device, amp, data_cfg
+        model, query, gallery, method.eval_output, batch_size, device, amp, data_cfg, world=world
     )
     # A query set searched against itself (the retrieval task, and every validation split but
     # hashing's) leaves each query out of its own results.
@@ -92,7 +100,7 @@ def evaluate(
             _scorer(criterion), top_k=top_k, recall_at=dataset.recall_at,
             exclude_self=gallery is query, distance=method.distance, block_size=block_size,
         )  # fmt: skip
-    return figures
+    return broadcast_object(figures, world)
 
 
 def _scorer(criterion: nn.Module):

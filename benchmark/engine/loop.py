@@ -27,8 +27,9 @@ from benchmark.data.pipeline import (
     batches,
     build_pipeline,
 )
-from benchmark.data.samplers import SubsetBatchSampler, training_sampler
+from benchmark.data.samplers import ShardedBatchSampler, SubsetBatchSampler, training_sampler
 from benchmark.data.validation import ValidationPlan, carve_validation
+from benchmark.engine.distributed import World, check_divides, union
 from benchmark.engine.evaluate import evaluate
 from benchmark.engine.train import TrainState, train_epoch
 from benchmark.plugins import Registry
@@ -81,12 +82,13 @@ def selection_of(protocol: Mapping[str, Any]) -> str:
     return protocol["eval"].get("selection", "last")
 
 
-def _skipped_images(datasets) -> int:
-    """Unreadable images met, each counted once: views of a split report indices of the split."""
+def _skipped_images(datasets, world: World) -> int:
+    """Unreadable images met, each counted once: views of a split report indices of the split;
+    under torchrun, those every rank met."""
     seen: dict[int, set[int]] = {}
     for dataset in datasets:
         seen.setdefault(id(base_dataset(dataset)), set()).update(dataset.skipped)
-    return sum(len(indices) for indices in seen.values())
+    return sum(len(union(indices, world)) for indices in seen.values())
 
 
 def validation_plan(
@@ -120,16 +122,17 @@ def train_and_select(
     pipeline = build_pipeline(
         splits, protocol["data"], options.data_root, config.dataset, options.skip_bad_images
     )
-    sampler, loader = _training_batches(config, splits, pipeline, plan, state.device)
+    sampler, loader = _training_batches(config, splits, pipeline, plan, state)
     watched = _watched_split(pipeline, plan, selection)
     measure = _evaluator(registry, config, state, timer)
     best = BestWeights(dataset.main_metric)
-    registry.notify(
-        "bench_run_start",
-        config=config.to_dict(),
-        fingerprint=config.fingerprint,
-        output_dir=result_folder(options.results_dir, config.dataset, config.method),
-    )
+    if state.world.is_main:  # lifecycle hooks fire on rank 0 only
+        registry.notify(
+            "bench_run_start",
+            config=config.to_dict(),
+            fingerprint=config.fingerprint,
+            output_dir=result_folder(options.results_dir, config.dataset, config.method),
+        )
     evaluations = []
     if watched:
         evaluations.append(measure(watched, 0, None))
@@ -149,13 +152,14 @@ def train_and_select(
                 best.offer(epoch, evaluations[-1]["metrics"], state)
     final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
     skipped = _skipped_images(
-        [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]]
+        [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]], state.world
     )
     return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan))
 
 
-def _training_batches(config, splits, pipeline: Pipeline, plan, device):
+def _training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):
     data_cfg, train_cfg = config.protocol["data"], config.protocol["train"]
+    device, world = state.device, state.world
     labels = splits.train.labels
     iterations = train_cfg["iterations_per_epoch"]
     if plan is None:
@@ -163,9 +167,14 @@ def _training_batches(config, splits, pipeline: Pipeline, plan, device):
     else:
         inner = training_sampler(labels[plan.train], data_cfg, iterations, config.seed)
         sampler = SubsetBatchSampler(inner, plan.train)
+    if world.distributed:
+        check_divides(data_cfg["classes_per_batch"] * data_cfg["samples_per_class"], world)
+        sampler = ShardedBatchSampler(sampler, world.rank, world.size)
+    # Ranks augment their different images with different random draws.
+    augment_seed = config.seed + 7919 * world.rank
     loader = batches(
         train_loader(pipeline.train, sampler, data_cfg["num_workers"], device.type == "cuda"),
-        data_cfg, True, device, torch.Generator().manual_seed(config.seed),
+        data_cfg, True, device, torch.Generator().manual_seed(augment_seed),
     )  # fmt: skip
     return sampler, loader
 
@@ -224,21 +233,22 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
             state.model, query, gallery, dataset=dataset, method=method,
             batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
             data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
-            criterion=state.criterion,
+            criterion=state.criterion, world=state.world,
         )  # fmt: skip
         timer.add("eval_seconds", started)
         entry = {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics}
         if train_logs is not None:
             entry["train"] = train_logs
-        registry.notify(
-            "bench_epoch_end",
-            epoch=epoch,
-            iteration=iteration,
-            train_loss=None if train_logs is None else train_logs.get("loss"),
-            metrics=metrics,
-            split=split,
-            train_logs=train_logs,
-        )
+        if state.world.is_main:
+            registry.notify(
+                "bench_epoch_end",
+                epoch=epoch,
+                iteration=iteration,
+                train_loss=None if train_logs is None else train_logs.get("loss"),
+                metrics=metrics,
+                split=split,
+                train_logs=train_logs,
+            )
         return entry
 
     return measure

@@ -15,6 +15,7 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.data.validation import ValidationPlan
 from benchmark.engine.checkpoint import save_checkpoint
+from benchmark.engine.distributed import World, broadcast_state, device_for, replicate
 from benchmark.engine.loop import Outcome, train_and_select, validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
@@ -44,6 +45,7 @@ class RunOptions:
     progress: bool = True
     save_checkpoint: bool = True
     skip_bad_images: bool = False
+    world: World = World()  # this process's rank and the number of processes (torchrun)
 
 
 @dataclass
@@ -73,21 +75,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple[dict, Path]:
-    """Train and evaluate as `config` says; write and return the result file."""
+def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple[dict, Path | None]:
+    """Train and evaluate as `config` says; write and return the result file. Under torchrun
+    rank 0 alone writes files; the other ranks return the result and no path."""
     start, timer = time.perf_counter(), Timer()
-    device = pick_device(options.device)
+    device = device_for(pick_device(options.device), options.world)
     splits = load_splits(registry.dataset(config.dataset), config.protocol, options.data_root)
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
-    state = _train_state(registry, config, splits, plan, device)
+    state = _train_state(registry, config, splits, plan, device, options.world)
     outcome = train_and_select(registry, config, splits, plan, state, options, timer)
     timer.seconds["total_seconds"] = time.perf_counter() - start
     result = _result(registry, config, splits, options, outcome, timer, device)
     summary = getattr(state.criterion, "summary", None)
     if callable(summary):
         result["criterion_summary"] = summary()
+    if not options.world.is_main:
+        return result, None
     path = result_path(result, options.results_dir)
     if options.save_checkpoint:
         checkpoint = path.with_suffix(".pt")
@@ -106,17 +111,23 @@ def _train_state(
     splits: Splits,
     plan: ValidationPlan | None,
     device: torch.device,
+    world: World = World(),
 ) -> TrainState:
     model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
     model, criterion = build_network(
         registry, config.to_dict(), splits, plan, device, model_cfg["pretrained"]
     )
     apply_speed_options(model, train_cfg)
+    replica = replicate(model, world, device)  # DDP broadcasts rank 0's model weights
+    broadcast_state(criterion, world)
     optimizer = build_optimizer(model, criterion, train_cfg)
     total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
     scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
     amp = train_cfg["amp"]
-    return TrainState(model, criterion, optimizer, scheduler, grad_scaler(device, amp), device, amp)
+    scaler = grad_scaler(device, amp)
+    return TrainState(
+        model, criterion, optimizer, scheduler, scaler, device, amp, world=world, replica=replica
+    )
 
 
 def build_network(
@@ -232,7 +243,7 @@ def _result(
         "seed": config.seed,
         "evaluations": outcome.evaluations,
         "final": outcome.final,
-        "environment": environment(device),
+        "environment": environment(device, options.world.size),
         "timings": timings,
         "created": utc_now(),
     }

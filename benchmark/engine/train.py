@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from benchmark.engine.distributed import World, gather_step, sync_criterion_gradients
 from benchmark.engine.precision import autocast
 from benchmark.errors import BenchError
 
@@ -24,6 +25,9 @@ class TrainState:
     device: torch.device
     amp: bool
     iteration: int = 0
+    world: World = field(default_factory=World)
+    # The model as trained under torchrun: wrapped in DistributedDataParallel; None: the model.
+    replica: nn.Module | None = None
 
 
 def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[str, float]:
@@ -45,18 +49,23 @@ def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[s
 
 def train_step(state: TrainState, batch) -> dict[str, float]:
     with autocast(state.device, state.amp):
-        outputs = state.model(batch.images)
+        outputs = (state.model if state.replica is None else state.replica)(batch.images)
     # The criterion runs with autocast off, on float32 outputs: similarities inside exponents
     # and sums of pair terms lose too much in half precision, and the loss is cheap beside the
     # network.
-    loss, logs = split_loss(state.criterion(full_precision(outputs), batch))
+    # Under torchrun the criterion sees the global batch, gathered from every rank.
+    outputs, batch = gather_step(full_precision(outputs), batch, state.world)
+    loss, logs = split_loss(state.criterion(outputs, batch))
     if not torch.isfinite(loss):
         raise BenchError(
             f"The loss became {loss.item()} at iteration {state.iteration}; lower "
             f"train.optimizer.lr with --set or check the method's hyper-parameters."
         )
     state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
+    # Every rank holds the same global loss; DDP averages the model gradients over ranks, and
+    # each rank's gradient reaches its own rows only, so world size x loss gives their sum.
+    state.scaler.scale(loss * state.world.size).backward()
+    sync_criterion_gradients(state.criterion, state.world)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
