@@ -46,7 +46,9 @@ broken-methods = bench_broken_methods
 broken-epoch = bench_broken_epoch
 """
 EPOCH = {"iteration": 0, "train_loss": None, "metrics": {}, "split": "test", "train_logs": None}
+# Small images: the three evaluations of synth-cub are most of the run's time.
 TINY = ["train.epochs=1", "train.iterations_per_epoch=2", "data.classes_per_batch=4"]
+TINY += ["data.resize=32", "data.crop=28"]
 
 
 @pytest.fixture(scope="module")
