@@ -133,6 +133,7 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
         for ep in _selected_entry_points():
             version = ep.dist.version if ep.dist else "?"
             _register(registry, ep.name, ep.load, version, f"entry point {ep.value}")
+        registry.plugins += _missing_plugins()
     for name, plugin in extra:
         _register(registry, name, lambda p=plugin: p, "?", "registered in code")
     for info in registry.plugins:
@@ -145,11 +146,33 @@ def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
     """Entry points of group dmlbench, filtered by $BENCH_PLUGINS (comma list; empty = none)."""
     # Sorted, so that registration order (and so which of two duplicates wins) is stable.
     found = sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
+    wanted = _wanted_plugins()
+    return found if wanted is None else [ep for ep in found if ep.name in wanted]
+
+
+def _wanted_plugins() -> list[str] | None:
+    """The names $BENCH_PLUGINS lists, or None when it is not set."""
     wanted = os.environ.get("BENCH_PLUGINS")
     if wanted is None:
-        return found
-    names = {n.strip() for n in wanted.split(",") if n.strip()}
-    return [ep for ep in found if ep.name in names]
+        return None
+    return list(dict.fromkeys(name.strip() for name in wanted.split(",") if name.strip()))
+
+
+def _missing_plugins() -> list[PluginInfo]:
+    """A broken entry for each name in $BENCH_PLUGINS that no installed entry point has."""
+    installed = {ep.name for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+    missing = [name for name in _wanted_plugins() or [] if name not in installed]
+    return [
+        PluginInfo(name, "-", "$BENCH_PLUGINS", errors=[_not_installed(name, installed)])
+        for name in missing
+    ]
+
+
+def _not_installed(name: str, installed: set[str]) -> str:
+    return (
+        f"not installed: no entry point of group '{hookspecs.PROJECT}' has this name."
+        f"{suggest(name, installed)} Fix BENCH_PLUGINS or pip install the plugin."
+    )
 
 
 def _register(registry: Registry, name: str, load, version: str, source: str) -> None:

@@ -229,3 +229,20 @@ def test_bench_trace_plugins_logs_each_hook_call(monkeypatch, capsys):
         ("builtin", "bench_protocols"),
         ("recorder", "bench_epoch_end"),
     ]
+
+
+def test_a_name_in_bench_plugins_that_no_plugin_has_is_reported(monkeypatch):
+    monkeypatch.setenv("BENCH_PLUGINS", "ms,mss")
+    registry = load_plugins()
+    assert [(p.name, p.source) for p in registry.plugins] == [
+        ("builtin", "built-in"),
+        ("ms", "entry point bench_ms"),
+        ("mss", "$BENCH_PLUGINS"),
+    ]
+    (error,) = registry.plugins[-1].errors
+    assert error.startswith(
+        "not installed: no entry point of group 'dmlbench' has this name. Did you mean 'ms'? "
+        "Available: "
+    )
+    assert error.endswith(". Fix BENCH_PLUGINS or pip install the plugin.")
+    assert "ms" in registry.methods
