@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(BUNDLED_PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch torchvision
-	$(BIN)/pip install --quiet -e ".[test]" $(addprefix -e ,$(BUNDLED_PLUGINS))
+	$(BIN)/pip install --quiet -e ".[test,tensorboard]" $(addprefix -e ,$(BUNDLED_PLUGINS))
 	touch $(STAMP)
 
 demo: $(STAMP)
