@@ -95,6 +95,14 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop.")
 @click.option(
+    "--resume",
+    default=None,
+    metavar="PATH|auto",
+    help="Continue an interrupted run from a checkpoint (one is written at every evaluation "
+    "interval, beside the results, as <fingerprint>-seed<S>.resume.pt): its path, or auto for "
+    "this run's newest under --results-dir (starting afresh when there is none).",
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=None,
@@ -106,7 +114,8 @@ def cli() -> None:
     "--save-checkpoint/--no-save-checkpoint",
     default=True,
     show_default=True,
-    help="Save the final weights beside the result file, for `bench eval --checkpoint`.",
+    help="Save the final weights beside the result file, for `bench eval --checkpoint`, and "
+    "a checkpoint at every evaluation interval, for --resume.",
 )
 @click.option(
     "--skip-bad-images",
@@ -135,6 +144,7 @@ def run(
     results_dir,
     device,
     dry_run,
+    resume,
     nproc,
     progress,
     save_checkpoint,
@@ -151,6 +161,11 @@ def run(
         raise BenchError(str(error)) from None
     if folds and seeds is not None:
         raise BenchError("--folds runs one seed (--seed); it cannot be combined with --seeds.")
+    if resume not in (None, "auto") and (folds or len(seed_list) > 1):
+        raise BenchError(
+            f"--resume {resume} continues one run; with --seeds or --folds pass --resume auto, "
+            "which finds each run's own checkpoint."
+        )
     if folds and not save_checkpoint:
         raise BenchError(
             "--folds needs the fold models' checkpoints for the concatenated reading; "
@@ -202,7 +217,8 @@ def run(
                 f"fingerprint {config.fingerprint[:12]}",
                 err=True,
             )
-            result, path = execute(loaded, config, options)
+            resume_from = _resume_from(resume, options.results_dir, config, say)
+            result, path = execute(loaded, config, options, resume_from)
             results.append(result)
             paths.append(path)
             say(evaluations_table(result))
@@ -219,6 +235,24 @@ def run(
 
 def _silent(*args, **kwargs) -> None:
     """click.echo on the ranks other than 0."""
+
+
+def _resume_from(resume: str | None, results_dir: Path, config, say) -> Path | None:
+    """The checkpoint `--resume` names for this run; with auto, the run's newest, if any."""
+    if resume is None:
+        return None
+    if resume != "auto":
+        say(f"Resuming from {resume}.", err=True)
+        return Path(resume)
+    from benchmark.engine.resume import find_resume_point, resume_path
+
+    found = find_resume_point(results_dir, config)
+    if found is None:
+        folder = resume_path(results_dir, config).parent
+        say(f"--resume auto: no checkpoint of this run in {folder}; starting afresh.", err=True)
+    else:
+        say(f"Resuming from {found}.", err=True)
+    return found
 
 
 def _report_folds(loaded: Registry, results, paths, options) -> None:

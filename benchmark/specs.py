@@ -150,6 +150,11 @@ class MethodSpec:
     A criterion may define `summary() -> dict` (JSON values): it goes into the result file as
     `criterion_summary`, for state worth keeping with the figures (hash centres, learned
     weights).
+    State the criterion changes while training (learned proxies, per-image weights, a memory
+    bank) must be in its `state_dict`, as parameters or buffers, or returned by torch's
+    `get_extra_state()` and taken back by `set_extra_state(state)` as tensors, numbers, strings
+    and plain containers: resume checkpoints save the state_dict and load it with
+    weights_only=True, and a resumed run must go on exactly as an uninterrupted one.
     """
 
     name: str

@@ -11,6 +11,7 @@ selection (the protocol's eval.selection):
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ from benchmark.data.samplers import ShardedBatchSampler, SubsetBatchSampler, tra
 from benchmark.data.validation import ValidationPlan, carve_validation
 from benchmark.engine.distributed import World, check_divides, union
 from benchmark.engine.evaluate import evaluate
+from benchmark.engine.resume import (
+    RunProgress,
+    restore_progress,
+    resume_path,
+    save_resume_point,
+)
 from benchmark.engine.train import TrainState, train_epoch
 from benchmark.plugins import Registry
 from benchmark.results import result_folder
@@ -46,6 +53,7 @@ class Outcome:
     pipeline: str
     skipped_images: int
     counts: dict[str, int] = field(default_factory=dict)
+    resumed: list[dict[str, Any]] = field(default_factory=list)  # {"epoch", "checkpoint"} each
 
 
 @dataclass
@@ -72,9 +80,24 @@ class BestWeights:
         state.model.load_state_dict(self.weights["model"])
         state.criterion.load_state_dict(self.weights["criterion"])
 
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values, for a resume checkpoint."""
+        value = float(self.value)
+        return {"metric": self.metric, "epoch": self.epoch, "value": value, "weights": self.weights}
 
-def _copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        self.metric, self.epoch = saved["metric"], saved["epoch"]
+        self.value, self.weights = saved["value"], saved["weights"]
+
+
+def _copy(weights: dict[str, Any]) -> dict[str, Any]:
+    """Tensors copied to the CPU; a module's extra state (`get_extra_state`) deep-copied."""
+    return {
+        name: value.detach().to("cpu", copy=True)
+        if isinstance(value, torch.Tensor)
+        else copy.deepcopy(value)
+        for name, value in weights.items()
+    }
 
 
 def selection_of(protocol: Mapping[str, Any]) -> str:
@@ -113,9 +136,11 @@ def train_and_select(
     state: TrainState,
     options,
     timer,
+    resume: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Train for the protocol's budget, evaluating as `selection` says; the chosen weights are
-    left in `state` and evaluated on the test split."""
+    left in `state` and evaluated on the test split. A resume checkpoint is written at every
+    evaluation interval; `resume`, a loaded one, goes on from its epoch."""
     protocol = config.protocol
     dataset = registry.dataset(config.dataset)
     selection = selection_of(protocol)
@@ -134,12 +159,18 @@ def train_and_select(
             output_dir=result_folder(options.results_dir, config.dataset, config.method),
         )
     evaluations = []
-    if watched:
+    counted = [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]]
+    generator = getattr(loader, "generator", None)  # the prepared pipeline's augmentation
+    progress = RunProgress(state, best, evaluations, timer, generator, counted)
+    first = 1
+    if resume is not None:
+        first = restore_progress(resume, progress) + 1
+    elif watched:
         evaluations.append(measure(watched, 0, None))
         if selection != "last":
             best.offer(0, evaluations[-1]["metrics"], state)
     epochs, every = protocol["train"]["epochs"], protocol["eval"]["every"]
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         sampler.set_epoch(epoch)
         started = time.perf_counter()
         _call(state.criterion, "on_epoch_start", epoch)
@@ -150,11 +181,11 @@ def train_and_select(
             evaluations.append(measure(watched, epoch, train_logs))
             if selection != "last":
                 best.offer(epoch, evaluations[-1]["metrics"], state)
+        if options.save_checkpoint and (epoch % every == 0 or epoch == epochs):
+            save_resume_point(resume_path(options.results_dir, config), progress, epoch, config)
     final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
-    skipped = _skipped_images(
-        [pipeline.train, pipeline.query, pipeline.gallery, *(watched or ())[1:]], state.world
-    )
-    return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan))
+    skipped = _skipped_images(counted, state.world)
+    return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan), progress.resumed)
 
 
 def _training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):

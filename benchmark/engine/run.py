@@ -19,6 +19,7 @@ from benchmark.engine.distributed import World, broadcast_state, device_for, rep
 from benchmark.engine.loop import Outcome, train_and_select, validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
 from benchmark.engine.precision import grad_scaler
+from benchmark.engine.resume import load_resume_point, resume_path
 from benchmark.engine.speed import apply_speed_options
 from benchmark.engine.train import TrainState
 from benchmark.errors import BenchError
@@ -51,9 +52,20 @@ class RunOptions:
 @dataclass
 class Timer:
     seconds: dict[str, float] = field(default_factory=dict)
+    begun: float = field(default_factory=time.perf_counter)
+    earlier: float = 0.0  # seconds of the sessions before a resume, up to their checkpoint
 
     def add(self, key: str, since: float) -> None:
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - since
+
+    def elapsed(self) -> float:
+        return self.earlier + time.perf_counter() - self.begun
+
+    def carry(self, seconds: dict[str, float], elapsed: float) -> None:
+        """Add the timings of an earlier session of the run (a resumed run's)."""
+        for key, value in seconds.items():
+            self.seconds[key] = self.seconds.get(key, 0.0) + value
+        self.earlier += elapsed
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,19 +87,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple[dict, Path | None]:
+def execute(
+    registry: Registry, config: RunConfig, options: RunOptions, resume_from: Path | None = None
+) -> tuple[dict, Path | None]:
     """Train and evaluate as `config` says; write and return the result file. Under torchrun
     rank 0 alone writes files; the other ranks return the result and no path."""
     start, timer = time.perf_counter(), Timer()
+    # resume_from: a resume checkpoint of this very run; another run's is refused before any work.
+    resume = None if resume_from is None else load_resume_point(resume_from, config)
     device = device_for(pick_device(options.device), options.world)
     splits = load_splits(registry.dataset(config.dataset), config.protocol, options.data_root)
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
     state = _train_state(registry, config, splits, plan, device, options.world)
-    outcome = train_and_select(registry, config, splits, plan, state, options, timer)
-    timer.seconds["total_seconds"] = time.perf_counter() - start
+    outcome = train_and_select(registry, config, splits, plan, state, options, timer, resume)
+    timer.seconds["total_seconds"] = timer.elapsed()
     result = _result(registry, config, splits, options, outcome, timer, device)
+    if outcome.resumed:
+        result["resumed"] = outcome.resumed
     summary = getattr(state.criterion, "summary", None)
     if callable(summary):
         result["criterion_summary"] = summary()
@@ -101,6 +119,7 @@ def execute(registry: Registry, config: RunConfig, options: RunOptions) -> tuple
         )
         result["checkpoint"] = checkpoint.name
     result = write_result(result, path)
+    resume_path(options.results_dir, config).unlink(missing_ok=True)  # the run is complete
     registry.notify("bench_run_end", result=result, path=path)
     return result, path
 
