@@ -177,11 +177,12 @@ def train_and_select(
         train_logs = train_epoch(state, loader, epoch, options.progress)
         _call(state.criterion, "on_epoch_end", epoch)
         timer.add("train_seconds", started)
-        if watched and (epoch % every == 0 or epoch == epochs):
+        due = epoch % every == 0 or epoch == epochs  # an evaluation and a checkpoint
+        if watched and due:
             evaluations.append(measure(watched, epoch, train_logs))
             if selection != "last":
                 best.offer(epoch, evaluations[-1]["metrics"], state)
-        if options.save_checkpoint and (epoch % every == 0 or epoch == epochs):
+        if options.save_checkpoint and due and state.world.is_main:  # rank 0 writes files
             save_resume_point(resume_path(options.results_dir, config), progress, epoch, config)
     final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
     skipped = _skipped_images(counted, state.world)
