@@ -8,4 +8,5 @@ class BenchError(Exception):
 class StopRun(BenchError):
     """Raised by a lifecycle hook to stop the run on purpose (a time budget, early stopping, a
     test that interrupts a run): unlike any other exception of a hook, it is not caught; the run
-    ends without a result file and the command line prints the message."""
+    ends without a result file (its last resume checkpoint stays, for `bench run --resume`) and
+    the command line prints the message."""
