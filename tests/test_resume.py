@@ -37,6 +37,7 @@ OVERRIDES = (
     "train.epochs=3",
     "train.iterations_per_epoch=1",
     "data.classes_per_batch=4",
+    "data.samples_per_class=2",
     "data.resize=20",
     "data.crop=16",
 )
