@@ -235,6 +235,7 @@ th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
 th, td { border: 1px solid #c8c8c8; padding: 3px 8px; text-align: left; }
 td[data-sort] { text-align: right; font-variant-numeric: tabular-nums; }
+table.board td, td[data-sort] { white-space: nowrap; }
 table.paper td { background: #fbf7ea; }
 figure { margin: 8px 0; }
 pre { background: #f4f4f4; padding: 8px; overflow-x: auto; }
