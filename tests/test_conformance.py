@@ -26,7 +26,7 @@ LOSS_CHECKS = [
 # A representative method for the checks that train: one with learned proxies, so that its
 # checkpoint has state to restore. (tests/test_scaffold.py's round trip runs them on a
 # stateless loss.)
-TRAINED = ["pml-proxyanchor"]
+TRAINED = ["pml-proxynca"]
 
 
 def root_for(name: str, request) -> object:
@@ -43,7 +43,7 @@ def test_every_bundled_method_passes_the_quick_checks(name, registry, request):
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_representative_methods_pass_the_training_checks(name, registry, request):
-    results = run_checks(name, root_for(name, request), registry=registry, steps=12)
+    results = run_checks(name, root_for(name, request), registry=registry, steps=20)
     assert [result.name for result in results] == [
         *LOSS_CHECKS,
         "training improves",

@@ -116,7 +116,8 @@ def test_the_scaffold_round_trip(tmp_path, data_root):
     run(
         python, "-m", "benchmark", "run", "--plugin", "round-trip", "--dataset", "synth-cub",
         "--set", "train.epochs=1", "--set", "train.iterations_per_epoch=2",
-        "--set", "data.classes_per_batch=4", "--no-progress", "--no-save-checkpoint",
+        "--set", "data.classes_per_batch=4", "--set", "data.resize=32", "--set", "data.crop=28",
+        "--no-progress", "--no-save-checkpoint",
         "--results-dir", str(tmp_path / "results"),
     )  # fmt: skip
     (result,) = (tmp_path / "results" / "synth-cub" / "round-trip").glob("*.json")
