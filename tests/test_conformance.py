@@ -58,25 +58,38 @@ class NanCriterion(torch.nn.Module):
         return outputs["embedding"].sum() * float("nan")
 
 
-class NanPlugin:
+class FirstRowCriterion(torch.nn.Module):
+    """A loss that reads the batch's first image only: it changes when the batch is reordered."""
+
+    def forward(self, outputs, batch):
+        return outputs["embedding"][0].sum()
+
+
+def spec(name: str, criterion: type, schema: dict) -> MethodSpec:
+    return MethodSpec(
+        name=name,
+        summary="a broken loss",
+        paper=Paper("A paper", "Someone", "Nowhere 2026", "https://example.org/paper"),
+        tasks=("retrieval",),
+        build=lambda ctx: criterion(),
+        defaults={},
+        hparam_schema=schema,
+    )
+
+
+class BrokenPlugin:
     @hookimpl
     def bench_methods(self):
+        closed = {"type": "object", "additionalProperties": False}
         return [
-            MethodSpec(
-                name="nan-loss",
-                summary="a loss that is always NaN",
-                paper=Paper("A paper", "Someone", "Nowhere 2026", "https://example.org/paper"),
-                tasks=("retrieval",),
-                build=lambda ctx: NanCriterion(),
-                defaults={},
-                hparam_schema={"type": "object", "additionalProperties": False},
-            )
+            spec("nan-loss", NanCriterion, closed),
+            spec("first-row-loss", FirstRowCriterion, {"type": "object"}),
         ]
 
 
 def test_bench_check_fails_a_nan_loss_with_the_reason(monkeypatch, data_root):
     monkeypatch.setattr(
-        cli, "load_plugins", lambda extra=(): load_plugins([*extra, ("nan", NanPlugin())])
+        cli, "load_plugins", lambda extra=(): load_plugins([*extra, ("broken", BrokenPlugin())])
     )
     outcome = CliRunner().invoke(
         cli.cli, ["check", "nan-loss", "--quick", "--data-root", str(data_root)]
@@ -88,6 +101,15 @@ def test_bench_check_fails_a_nan_loss_with_the_reason(monkeypatch, data_root):
     for check in ("loss: random batch", "loss: single class", "loss: repeated embeddings"):
         assert any(line.startswith(f"✗   {check}") and "the loss is nan" in line for line in lines)
     assert lines[-1] == "2 of 6 checks passed."
+
+
+def test_an_open_schema_and_an_order_dependent_loss_fail_with_the_reasons(data_root):
+    registry = load_plugins([("broken", BrokenPlugin())])
+    results = run_checks("first-row-loss", data_root, registry=registry, quick=True)
+    failed = {result.name: result.reason for result in results if not result.passed}
+    assert sorted(failed) == ["hyper-parameters agree", "invariant to batch order"]
+    assert failed["hyper-parameters agree"].startswith("hparam_schema allows unknown names")
+    assert "declares MethodSpec(order_invariant=False)" in failed["invariant to batch order"]
 
 
 def test_bench_check_refuses_an_unknown_method_with_exit_status_2(data_root):
