@@ -14,6 +14,7 @@ import torch
 from benchmark.config import RunConfig, build_run_config
 from benchmark.data.loading import train_loader
 from benchmark.data.pipeline import Pipeline, SubsetView, batches, build_pipeline
+from benchmark.data.samplers import SubsetBatchSampler, training_sampler
 from benchmark.data.validation import ValidationPlan
 from benchmark.engine.loop import validation_plan
 from benchmark.engine.optim import build_optimizer, build_scheduler
@@ -92,10 +93,8 @@ class Probe:
 
     def training_batches(self, steps: int, seed: int = 0):
         """The sampler's first `steps` training batches (P x K; hashing: random), on device."""
-        from benchmark.data.samplers import SubsetBatchSampler, training_sampler
-
-        labels, data_cfg = self.splits.train.labels, self.config.protocol["data"]
-        trained = np.arange(len(labels)) if self.plan is None else self.plan.train
+        labels, trained = self.splits.train.labels, self.trained_indices()
+        data_cfg = self.config.protocol["data"]
         sampler = SubsetBatchSampler(
             training_sampler(labels[trained], data_cfg, steps, seed), trained
         )
@@ -115,15 +114,18 @@ class Probe:
 
     def single_class_indices(self) -> list[int]:
         """Training images of one class (hashing: of one label set), a batch's worth at most."""
-        labels = self.splits.train.labels
-        trained = np.arange(len(labels)) if self.plan is None else self.plan.train
-        rows = labels[trained]
-        values, inverse, counts = np.unique(
+        trained = self.trained_indices()
+        rows = self.splits.train.labels[trained]
+        _, inverse, counts = np.unique(
             rows, axis=0 if rows.ndim == 2 else None, return_inverse=True, return_counts=True
         )
         members = trained[inverse.reshape(-1) == np.argmax(counts)].tolist()
         data_cfg = self.config.protocol["data"]
         return members[: data_cfg["classes_per_batch"] * data_cfg["samples_per_class"]]
+
+    def trained_indices(self) -> np.ndarray:
+        """The training split's images the run learns from (the validation ones left out)."""
+        return np.arange(len(self.splits.train)) if self.plan is None else self.plan.train
 
     def validation_split(self) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
         """(query, gallery) of the validation split carved from the training classes."""
