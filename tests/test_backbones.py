@@ -90,10 +90,10 @@ def test_a_weights_file_with_another_sha256_is_refused(registry, port_weights):
 
 def test_a_weights_url_offline_says_where_to_put_the_file(registry, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    url = "https://example.org/models/bn_inception-52deb4733.pth"
+    url = "https://example.org/models/bn_inception-239d2248.pth"
     with pytest.raises(BenchError) as error:
         build_backbone(registry.backbone("bninception"), url, "a" * 64)
-    expected = tmp_path / "hub" / "checkpoints" / "bn_inception-52deb4733.pth"
+    expected = tmp_path / "hub" / "checkpoints" / "bn_inception-239d2248.pth"
     assert str(error.value) == (
         f"model.pretrained: cannot fetch {url} (BENCH_OFFLINE=1 is set). Download it on a "
         f"machine with internet access and put it at {expected} (the torch hub cache; set "

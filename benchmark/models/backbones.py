@@ -115,7 +115,7 @@ def build_bninception(pretrained: str | None) -> nn.Module:
     if pretrained is not None:
         raise BenchError(
             "Backbone 'bninception' has no weights by name: set model.pretrained to the path or "
-            "URL of the Caffe port's weights (bn_inception-52deb4733.pth) and "
+            "URL of the Caffe port's weights (bn_inception-239d2248.pth) and "
             "model.pretrained_sha256 to its sha256."
         )
     return BNInception()

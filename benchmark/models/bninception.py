@@ -41,7 +41,8 @@ class BNInception(nn.Module):
 
     def __init__(self, num_classes: int | None = None) -> None:
         super().__init__()
-        self.units: list[tuple[str, ...]] = []  # the forward pass, in order
+        # The forward pass, in order: (module name, its branches, each a sequence of layers)
+        self.units: list[tuple[str, list[tuple[str, ...]]]] = []
         self._stem()
         for name, channels, *widths in MODULES:
             self._inception(f"inception_{name}", channels, *widths)
@@ -58,7 +59,7 @@ class BNInception(nn.Module):
         self._conv("conv1_7x7_s2", 3, 64, 7, 2)
         self._conv("conv2_3x3_reduce", 64, 64, 1)
         self._conv("conv2_3x3", 64, 192, 3)
-        self.units.append(("stem",))
+        self.units.append(("stem", []))
 
     def _inception(self, prefix, channels, c1, r3, c3, rd, cd, pool, proj) -> None:
         stride = 1 if c1 else 2
@@ -81,7 +82,7 @@ class BNInception(nn.Module):
         if proj:
             pool_branch.append(self._conv(f"{prefix}_pool_proj", channels, proj, 1))
         branches.append(tuple(pool_branch))
-        self.units.append((prefix, *("+".join(branch) for branch in branches)))
+        self.units.append((prefix, branches))
 
     def _unit(self, name: str, x: torch.Tensor) -> torch.Tensor:
         layer = getattr(self, name)
@@ -89,14 +90,14 @@ class BNInception(nn.Module):
             return torch.relu_(getattr(self, f"{name}_bn")(layer(x)))
         return layer(x)
 
-    def _branch(self, names: str, x: torch.Tensor) -> torch.Tensor:
-        for name in names.split("+"):
+    def _branch(self, names: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
+        for name in names:
             x = self._unit(name, x)
         return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images
-        for prefix, *branches in self.units:
+        for prefix, branches in self.units:
             if prefix == "stem":
                 x = self._stem_forward(x)
             else:
