@@ -17,7 +17,7 @@ from benchmark.data.prepared import augment_batch
 from benchmark.engine.speed import apply_speed_options
 from benchmark.errors import BenchError
 from benchmark.models.backbones import GoogLeNetTrunk, build_convnet_small, build_googlenet
-from benchmark.models.bninception import BNInception
+from benchmark.models.bninception import BNInception, _fits
 from benchmark.models.model import build_model
 from benchmark.models.weights import build_backbone, file_sha256
 from benchmark.specs import Batch
@@ -215,3 +215,14 @@ def test_batches_are_pinned_for_non_blocking_copies():
     loader = torch.utils.data.DataLoader([batch], batch_size=None, pin_memory=True)
     pinned = next(iter(loader))
     assert pinned.images.is_pinned() and pinned.labels.is_pinned()
+
+
+def test_bninception_refuses_image_sides_its_stride_2_modules_cannot_concatenate():
+    with pytest.raises(BenchError) as error:
+        BNInception()(torch.zeros(1, 3, 56, 56))
+    assert str(error.value) == (
+        "BN-Inception cannot take 56x56 images: in the Caffe port's layout the input sides "
+        "must reach its modules 3c and 4e even. Set data.crop to a multiple of 32 (224 as the "
+        "papers; 64 or 96 for a CPU test)."
+    )
+    assert [side for side in range(56, 100) if _fits(side)] == [*range(63, 71), *range(95, 100)]

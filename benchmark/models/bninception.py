@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from benchmark.errors import BenchError
+
 # (name, input channels, 1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pool kind, pool
 # projection); a 1x1 of 0 marks the stride-2 modules (3c, 4e): no 1x1 branch, the 3x3 branches
 # stride 2 and the max-pool branch is concatenated unprojected.
@@ -96,6 +98,7 @@ class BNInception(nn.Module):
         return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_input_size(*images.shape[-2:])
         x = images
         for prefix, branches in self.units:
             if prefix == "stem":
@@ -120,6 +123,24 @@ class BNInception(nn.Module):
             for key in CLASSIFIER_KEYS:
                 state.pop(key, None)
         self.load_state_dict(state, strict=True)
+
+
+def check_input_size(height: int, width: int) -> None:
+    """The port's stride-2 modules (3c, 4e) concatenate a padded stride-2 convolution with a
+    ceil-mode max pool; their maps agree only when both modules get even sides."""
+    if not all(_fits(side) for side in (height, width)):
+        raise BenchError(
+            f"BN-Inception cannot take {height}x{width} images: in the Caffe port's layout the "
+            f"input sides must reach its modules 3c and 4e even. Set data.crop to a multiple "
+            f"of 32 (224 as the papers; 64 or 96 for a CPU test)."
+        )
+
+
+def _fits(side: int) -> bool:
+    conv1 = -(-side // 2)
+    pool1 = -(-(conv1 - 1) // 2)
+    into_3c = -(-(pool1 - 1) // 2)  # after pool2
+    return into_3c % 4 == 0  # even into 3c, and its half even into 4e
 
 
 def _pool(kind: str, stride: int) -> nn.Module:
