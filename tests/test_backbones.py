@@ -180,11 +180,8 @@ def test_timm_backbones_without_timm_say_how_to_install_it(registry, monkeypatch
         registry.backbone("vit_small")
 
 
-def test_timm_backbones_resolve_by_name_and_pool_as_their_model():
+def test_timm_backbones_resolve_by_name_and_pool_as_their_model(registry):
     pytest.importorskip("timm")
-    from benchmark.plugins import load_plugins
-
-    registry = load_plugins(entry_points=False)
     spec = registry.backbone("timm:test_vit")
     assert spec.name == "timm:test_vit" and spec.input_convention.mean == (0.5, 0.5, 0.5)
     backbone = spec.build(None)
