@@ -548,10 +548,6 @@ cli.add_command(check_command)
 cli.add_command(new_plugin_command)
 
 
-cli.add_command(check_command)
-cli.add_command(new_plugin_command)
-
-
 def main() -> None:
     cli(prog_name="bench")
 
