@@ -271,3 +271,33 @@ def test_the_criterion_runs_without_autocast_on_float32_outputs(monkeypatch):
     logs = train_step(state, batch)
     assert seen == {"autocast": False, "dtype": torch.float32}
     assert logs["loss"] > 0 and state.iteration == 1
+
+
+def test_a_non_finite_loss_stops_the_epoch_naming_its_iteration():
+    from benchmark.engine.train import SYNC_EVERY, TrainState, train_epoch
+    from benchmark.specs import Batch
+
+    class NanAtThird(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, outputs, batch):
+            self.calls += 1
+            loss = outputs["embedding"].square().mean()
+            return loss * float("nan") if self.calls == 3 else loss
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    wrapped = type("M", (torch.nn.Module,), {"forward": lambda self, x: {"embedding": model(x)}})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    criterion = NanAtThird()
+    state = TrainState(
+        wrapped(), criterion, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1),
+        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), False, iteration=10,
+    )  # fmt: skip
+    batch = Batch(torch.randn(2, 3, 2, 2), torch.tensor([0, 1]), torch.arange(2))
+    loader = type("L", (list,), {})([batch] * 8)
+    loader.dataset = type("D", (), {"skipped": set()})()
+    with pytest.raises(BenchError, match=r"The loss became nan at iteration 12; lower"):
+        train_epoch(state, loader, 1, False)
+    assert criterion.calls == min(8, SYNC_EVERY)  # checked at the epoch's end, not every step

@@ -30,24 +30,60 @@ class TrainState:
     replica: nn.Module | None = None
 
 
+# Steps between host reads of the loss. Reading a device value waits for the device, and a
+# host that waits every step cannot queue the next step's work (data, augmentation, launches)
+# while the device computes: so losses and logs stay on the device until then.
+SYNC_EVERY = 25
+
+
 def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[str, float]:
-    """Run the batches of `loader`; return the mean loss and the mean of every logged scalar."""
+    """Run the batches of `loader`; return the mean loss and the mean of every logged scalar.
+
+    A non-finite loss stops the run within SYNC_EVERY steps, naming the first bad iteration."""
     state.model.train()
     state.criterion.train()
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
+    unchecked: list[tuple[int, torch.Tensor]] = []
     bar = tqdm(
         loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False, mininterval=0.5
     )
-    for batch in bar:
+    for step, batch in enumerate(bar, 1):
         loader.dataset.skipped.update(batch.skipped)
-        logs = train_step(state, batch.to(state.device, non_blocking=True))
+        logs = device_step(state, batch.to(state.device, non_blocking=True))
+        unchecked.append((state.iteration - 1, logs["loss"]))
         for key, value in logs.items():
-            totals[key] = totals.get(key, 0.0) + value
-        bar.set_postfix(loss=f"{logs['loss']:.4f}")
-    return {key: value / max(1, len(loader)) for key, value in totals.items()}
+            totals[key] = totals[key] + value if key in totals else value
+        if step % SYNC_EVERY == 0:
+            check_finite(unchecked)
+            bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+    check_finite(unchecked)
+    return {key: float(value) / max(1, len(loader)) for key, value in totals.items()}
+
+
+def check_finite(losses: list[tuple[int, torch.Tensor]]) -> None:
+    """Raise at the first (iteration, loss) whose loss is not finite; empties `losses`."""
+    if not losses:
+        return
+    values = torch.stack([loss for _, loss in losses])
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        iteration, loss = losses[int(bad[0])]
+        raise BenchError(
+            f"The loss became {loss.item()} at iteration {iteration}; lower "
+            f"train.optimizer.lr with --set or check the method's hyper-parameters."
+        )
+    losses.clear()
 
 
 def train_step(state: TrainState, batch) -> dict[str, float]:
+    """One step, its loss checked and its logs read back: for callers outside an epoch."""
+    logs = device_step(state, batch)
+    check_finite([(state.iteration - 1, logs["loss"])])
+    return {key: float(value) for key, value in logs.items()}
+
+
+def device_step(state: TrainState, batch) -> dict[str, torch.Tensor]:
+    """One optimisation step; the loss and logged scalars stay on the device (no host wait)."""
     with autocast(state.device, state.amp):
         outputs = (state.model if state.replica is None else state.replica)(batch.images)
     # The criterion runs with autocast off, on float32 outputs: similarities inside exponents
@@ -55,12 +91,7 @@ def train_step(state: TrainState, batch) -> dict[str, float]:
     # network.
     # Under torchrun the criterion sees the global batch, gathered from every rank.
     outputs, batch = gather_step(full_precision(outputs), batch, state.world)
-    loss, logs = split_loss(state.criterion(outputs, batch))
-    if not torch.isfinite(loss):
-        raise BenchError(
-            f"The loss became {loss.item()} at iteration {state.iteration}; lower "
-            f"train.optimizer.lr with --set or check the method's hyper-parameters."
-        )
+    loss, logs = loss_and_logs(state.criterion(outputs, batch))
     state.optimizer.zero_grad(set_to_none=True)
     # Every rank holds the same global loss; DDP averages the model gradients over ranks, and
     # each rank's gradient reaches its own rows only, so world size x loss gives their sum.
@@ -70,7 +101,7 @@ def train_step(state: TrainState, batch) -> dict[str, float]:
     state.scaler.update()
     state.scheduler.step()
     state.iteration += 1
-    return {"loss": float(loss.detach()), **logs}
+    return {"loss": loss.detach(), **logs}
 
 
 def full_precision(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,7 +116,15 @@ def full_precision(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def split_loss(value) -> tuple[torch.Tensor, dict[str, float]]:
     """A criterion returns a loss, or (loss, {name: scalar})."""
-    if isinstance(value, tuple):
-        loss, logs = value
-        return loss.float(), {k: float(v) for k, v in logs.items()}
-    return value.float(), {}
+    loss, logs = loss_and_logs(value)
+    return loss, {key: float(scalar) for key, scalar in logs.items()}
+
+
+def loss_and_logs(value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """split_loss with the logged scalars as detached float tensors, left where they are."""
+    if not isinstance(value, tuple):
+        return value.float(), {}
+    loss, logs = value
+    return loss.float(), {
+        key: torch.as_tensor(scalar).detach().float() for key, scalar in logs.items()
+    }
