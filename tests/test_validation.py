@@ -97,6 +97,7 @@ def test_unreadable_images_met_in_a_split_and_its_views_count_once():
     import torch
 
     from benchmark.data.pipeline import SubsetView
+    from benchmark.engine.distributed import World
     from benchmark.engine.loop import _skipped_images
 
     class Split(torch.utils.data.Dataset):
@@ -106,4 +107,4 @@ def test_unreadable_images_met_in_a_split_and_its_views_count_once():
     train.skipped, test.skipped = {3, 5}, {1}
     view = SubsetView(train, [3, 4, 5, 6])
     view.skipped = {3, 6}
-    assert _skipped_images([train, test, view]) == 4  # train {3, 5, 6}, test {1}
+    assert _skipped_images([train, test, view], World()) == 4  # train {3, 5, 6}, test {1}
