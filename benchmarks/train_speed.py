@@ -158,6 +158,8 @@ def measure(args) -> tuple[float, float, float, int]:
         train_epoch(harness, Steps(loader, args.warmup), 0, False)
         for _ in range(args.warmup):
             bare_step(bare, batch)
+        if args.profile:
+            profile(lambda: train_epoch(harness, loader, 1, False), device, args.profile)
         harness_s, bare_s = [], []
         for _ in range(args.repeats):
             harness_s.append(timed(lambda: train_epoch(harness, loader, 1, False), device))
@@ -167,6 +169,20 @@ def measure(args) -> tuple[float, float, float, int]:
     images = args.iterations * len(batch.labels)
     ratio = statistics.median(b / h for h, b in zip(harness_s, bare_s, strict=True))
     return images / min(harness_s), images / min(bare_s), ratio, len(batch.labels)
+
+
+def profile(run: Callable[[], None], device: torch.device, rows: int) -> None:
+    """torch.profiler's table of one pass, by host time and by device time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profiler(activities=activities) as recorded:
+        timed(run, device)
+    averages = recorded.key_averages()
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=rows))
+    if device.type == "cuda":
+        print(averages.table(sort_by="self_cuda_time_total", row_limit=rows))
 
 
 def device_name(device: str) -> str:
@@ -189,6 +205,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--pipeline", choices=("prepared", "plain"), default="prepared")
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N",
+        help="also profile one harness pass and print its N costliest operations",
+    )  # fmt: skip
     args = parser.parse_args()
     harness, bare, ratio, per_step = measure(args)
     print(f"torch {torch.__version__} on {args.device}: {device_name(args.device)}")

@@ -327,3 +327,35 @@ def test_resized_crop_falls_back_to_the_clamped_whole_image() -> None:
 def test_crop_larger_than_the_images_is_refused() -> None:
     with pytest.raises(BenchError, match="data.crop=17 is larger than the 16x16 images"):
         augment_batch(as_batch(position_image()), data_cfg(crop=17), train=False, generator=None)
+
+
+def per_image_crops(images, boxes, flips, size):
+    """The reference: F.interpolate on each mirrored box, one image at a time."""
+    out = []
+    for image, (top, left, height, width), flip in zip(images, boxes.tolist(), flips, strict=True):
+        patch = image[:, top : top + height, left : left + width]
+        patch = (patch.flip(-1) if flip else patch)[None].float()
+        resized = torch.nn.functional.interpolate(
+            patch, (size, size), mode="bilinear", align_corners=False, antialias=False
+        )
+        out.append(resized[0])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("size", [7, 10, 23])
+def test_batched_resized_crops_equal_interpolate_on_each_box(size: int) -> None:
+    from benchmark.data.prepared import _crops
+
+    generator = torch.Generator().manual_seed(size)
+    images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    heights = torch.randint(1, 17, (24,), generator=generator)
+    widths = torch.randint(1, 17, (24,), generator=generator)
+    tops = (torch.rand(24, generator=generator) * (17 - heights)).long()
+    lefts = (torch.rand(24, generator=generator) * (17 - widths)).long()
+    boxes = torch.stack([tops, lefts, heights, widths], dim=1)
+    flips = (torch.rand(24, generator=generator) < 0.5).tolist()
+    batched = _crops(images, boxes, flips, size)
+    expected = per_image_crops(images, boxes, flips, size)
+    assert batched.shape == (24, 3, size, size) and batched.dtype == torch.float32
+    # float32 rounding alone (an ulp at 255 is 3e-5); a wrong pixel would be off by tens.
+    torch.testing.assert_close(batched, expected, atol=1e-3, rtol=0)
