@@ -95,12 +95,12 @@ def training_sampler(
     return PKSampler(labels, p, k, iterations, seed)
 
 
-class SubsetBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Another sampler's batches, drawn over a subset of a split and returned as indices of the
-    whole split (so that Batch.indices keep indexing the training split)."""
+class WrappedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Another sampler's batches, changed by a subclass's __iter__; epochs and length are the
+    wrapped sampler's."""
 
-    def __init__(self, sampler: EpochBatchSampler, indices: np.ndarray) -> None:
-        self.sampler, self.indices = sampler, np.asarray(indices)
+    def __init__(self, sampler: torch.utils.data.Sampler[list[int]]) -> None:
+        self.sampler = sampler
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -108,12 +108,21 @@ class SubsetBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.sampler)
 
+
+class SubsetBatchSampler(WrappedBatchSampler):
+    """Another sampler's batches, drawn over a subset of a split and returned as indices of the
+    whole split (so that Batch.indices keep indexing the training split)."""
+
+    def __init__(self, sampler: EpochBatchSampler, indices: np.ndarray) -> None:
+        super().__init__(sampler)
+        self.indices = np.asarray(indices)
+
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.sampler:
             yield self.indices[batch].tolist()
 
 
-class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
+class ShardedBatchSampler(WrappedBatchSampler):
     """This process's slice of another sampler's global batches, under torchrun.
 
     Every rank draws the same global batches (same seed, same epoch) and keeps the `rank`-th
@@ -125,13 +134,8 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __init__(
         self, sampler: torch.utils.data.Sampler[list[int]], rank: int, world_size: int
     ) -> None:
-        self.sampler, self.rank, self.world_size = sampler, rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        super().__init__(sampler)
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.sampler:

@@ -25,13 +25,18 @@ def save_checkpoint(
     write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def read_tensors(path: Path, what: str) -> Any:
+    """torch.load of a file of ours, weights_only, on the CPU; `what` starts the error."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise BenchError(f"Checkpoint {path} not found.") from None
+        raise BenchError(f"{what} {path} not found.") from None
     except Exception as error:
-        raise BenchError(f"Cannot read checkpoint {path}: {error}") from None
+        raise BenchError(f"{what}: cannot read {path}: {error}") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    payload = read_tensors(path, "Checkpoint")
     missing = {"model", "criterion", "config", "fingerprint"} - set(payload)
     if missing:
         raise BenchError(

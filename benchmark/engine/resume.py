@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.engine.checkpoint import read_tensors
 from benchmark.engine.rng import random_states, restore_random_states
 from benchmark.errors import BenchError
 from benchmark.files import write_atomically
@@ -93,12 +94,7 @@ def save_resume_point(path: Path, progress: RunProgress, epoch: int, config: Run
 
 def load_resume_point(path: Path, config: RunConfig) -> dict[str, Any]:
     """A resume checkpoint of the run of `config`; refused when it belongs to another run."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"--resume: checkpoint {path} not found.") from None
-    except Exception as error:
-        raise BenchError(f"--resume: cannot read checkpoint {path}: {error}") from None
+    payload = read_tensors(path, "--resume: checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BenchError(
             f"--resume: {path} is not a resume checkpoint (those end in {SUFFIX}; the .pt "
