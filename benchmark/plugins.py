@@ -206,7 +206,7 @@ def _collect(registry: Registry, info: PluginInfo) -> None:
 
 def _add(registry: Registry, info: PluginInfo, kind: str, spec: Any) -> None:
     try:
-        name, value = _validated(kind, spec)
+        name, value = validate_spec(kind, spec)
     except BenchError as error:
         info.errors.append(f"malformed {kind[:-1]}: {error}")
         return
@@ -223,7 +223,7 @@ def _add(registry: Registry, info: PluginInfo, kind: str, spec: Any) -> None:
     info.registered.setdefault(kind, []).append(name)
 
 
-def _validated(kind: str, spec: Any) -> tuple[str, Any]:
+def validate_spec(kind: str, spec: Any) -> tuple[str, Any]:
     if kind == "protocols":
         from benchmark.config import load_protocol_file
 

@@ -6,7 +6,7 @@
 
 On a GPU: --device cuda --backbone resnet50 --image-size 224 --amp (and --channels-last).
 Both loops train the model, criterion (ms) and optimizer that a run of cpu-smoke with these
-overrides builds (benchmark.engine.run._train_state: backbone without pretrained weights,
+overrides builds (benchmark.engine.run.train_state: backbone without pretrained weights,
 embedding head, Adam, cosine schedule, speed options), in one process:
   harness  benchmark.engine.train.train_epoch over the run's training batches: the synth-cub
            training split, its P x K sampler and DataLoader (num_workers as given), the
@@ -43,7 +43,7 @@ from benchmark.data.pipeline import batches, build_pipeline
 from benchmark.data.prepared import prepare_dataset
 from benchmark.data.samplers import training_sampler
 from benchmark.engine.precision import autocast
-from benchmark.engine.run import _train_state, load_splits, seed_everything
+from benchmark.engine.run import load_splits, seed_everything, train_state
 from benchmark.engine.train import TrainState, full_precision, split_loss, train_epoch
 from benchmark.plugins import load_plugins
 from benchmark.specs import Batch
@@ -147,8 +147,8 @@ def measure(args) -> tuple[float, float, float, int]:
         config = run_config(registry, args)
         splits = load_splits(registry.dataset(config.dataset), config.protocol, root)
         seed_everything(config.seed)
-        harness = _train_state(registry, config, splits, None, device)
-        bare = _train_state(registry, config, splits, None, device)
+        harness = train_state(registry, config, splits, None, device)
+        bare = train_state(registry, config, splits, None, device)
         loader = harness_loader(config, splits, root, device, args.pipeline)
         if args.pipeline == "plain":
             warm_plain_cache(loader)

@@ -100,7 +100,7 @@ def execute(
     timer.add("data_seconds", start)
     seed_everything(config.seed)
     plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
-    state = _train_state(registry, config, splits, plan, device, options.world)
+    state = train_state(registry, config, splits, plan, device, options.world)
     outcome = train_and_select(registry, config, splits, plan, state, options, timer, resume)
     timer.seconds["total_seconds"] = timer.elapsed()
     result = _result(registry, config, splits, options, outcome, timer, device)
@@ -124,7 +124,7 @@ def execute(
     return result, path
 
 
-def _train_state(
+def train_state(
     registry: Registry,
     config: RunConfig,
     splits: Splits,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 
-from benchmark.plugins import Registry
-from benchmark.plugins import _validated as validate_spec  # what registration checks
+from benchmark.plugins import Registry, validate_spec  # validate_spec: what registration checks
 from benchmark.specs import MethodSpec
 from benchmark.testing.result import CheckFailed
 
