@@ -1,4 +1,5 @@
-"""Writing files so that no half-written file is ever left under the final name."""
+"""Writing files so that no half-written file is ever left under the final name, and reading
+our torch files safely."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import torch
+
+from benchmark.errors import BenchError
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -32,3 +37,13 @@ def process_is_running(pid: int) -> bool:
     except PermissionError:
         return True  # alive, owned by someone else
     return True
+
+
+def read_tensors(path: Path, what: str) -> Any:
+    """torch.load of a file of ours, weights_only, on the CPU; `what` starts the error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BenchError(f"{what} {path} not found.") from None
+    except Exception as error:
+        raise BenchError(f"{what}: cannot read {path}: {error}") from None

@@ -42,9 +42,11 @@ def port_weights(tmp_path_factory):
     """A weights file in the port's layout (random values, no num_batches_tracked, as the
     published file saved by an old PyTorch) and its state dict."""
     torch.manual_seed(0)
+    shapes = {name: tensor.shape for name, tensor in BNInception().state_dict().items()}
+    shapes |= {"last_linear.weight": (1000, 1024), "last_linear.bias": (1000,)}  # ImageNet's
     state = {
-        name: torch.rand(tensor.shape) * 0.1 + (0.5 if name.endswith("running_var") else 0.0)
-        for name, tensor in BNInception(num_classes=1000).state_dict().items()
+        name: torch.rand(shape) * 0.1 + (0.5 if name.endswith("running_var") else 0.0)
+        for name, shape in shapes.items()
         if not name.endswith("num_batches_tracked")
     }
     path = tmp_path_factory.mktemp("weights") / "bn_inception.pth"
@@ -56,7 +58,7 @@ def test_bninception_has_the_ports_names_and_shapes(port_weights):
     _, state = port_weights
     assert len(state) == 416  # 69 conv + BN units of six tensors, and the classifier
     assert {name: tuple(state[name].shape) for name in PORT_SHAPES} == PORT_SHAPES
-    BNInception(num_classes=1000).load_state_dict(state, strict=True)
+    BNInception().load_published_weights(state)  # strict, the classifier dropped
 
 
 def test_bninception_weights_from_a_file_load_and_give_1024_d_features(registry, port_weights):
@@ -95,8 +97,8 @@ def test_a_weights_url_offline_says_where_to_put_the_file(registry, tmp_path, mo
         build_backbone(registry.backbone("bninception"), url, "a" * 64)
     expected = tmp_path / "hub" / "checkpoints" / "bn_inception-239d2248.pth"
     assert str(error.value) == (
-        f"model.pretrained: cannot fetch {url} (BENCH_OFFLINE=1 is set). Download it on a "
-        f"machine with internet access and put it at {expected} (the torch hub cache; set "
+        f"model.pretrained: {url} cannot be fetched (BENCH_OFFLINE=1 is set). Download {url} "
+        f"on a machine with internet access and put it at {expected} (the torch hub cache; set "
         f"TORCH_HOME to move it); its sha256 must be {'a' * 64}."
     )
 
@@ -166,6 +168,10 @@ def test_googlenet_trunk_gives_1024_d_maps_and_loads_torchvision_weights(tmp_pat
     trunk.load_published_weights(published)
     torch.testing.assert_close(trunk.body[0].conv.weight, published["conv1.conv.weight"])
     assert trunk.transform_input and isinstance(trunk, GoogLeNetTrunk)
+    # A re-scored or resumed run rebuilds the trunk without weights, then loads its state.
+    rebuilt = build_googlenet(None)
+    rebuilt.load_state_dict(trunk.state_dict())
+    assert rebuilt.transform_input
 
 
 def test_timm_backbones_without_timm_say_how_to_install_it(registry, monkeypatch):

@@ -60,7 +60,7 @@ def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path, monkeypa
         resnet_builder("resnet50")("imagenet")
     expected = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
     assert str(error.value) == (
-        "ImageNet weights for resnet50 are not available (BENCH_OFFLINE=1 is set). Download "
+        "ImageNet weights for resnet50 cannot be fetched (BENCH_OFFLINE=1 is set). Download "
         "https://download.pytorch.org/models/resnet50-0676ba61.pth on a machine with internet "
         f"access and put it at {expected} (the torch hub cache; set TORCH_HOME to move it)."
     )

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import BenchError
-from benchmark.files import write_atomically
+from benchmark.files import read_tensors, write_atomically
 
 
 def save_checkpoint(
@@ -23,16 +23,6 @@ def save_checkpoint(
         "fingerprint": fingerprint,
     }
     write_atomically(path, lambda handle: torch.save(payload, handle))
-
-
-def read_tensors(path: Path, what: str) -> Any:
-    """torch.load of a file of ours, weights_only, on the CPU; `what` starts the error."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"{what} {path} not found.") from None
-    except Exception as error:
-        raise BenchError(f"{what}: cannot read {path}: {error}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

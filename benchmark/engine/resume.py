@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.engine.checkpoint import read_tensors
 from benchmark.engine.rng import random_states, restore_random_states
 from benchmark.errors import BenchError
-from benchmark.files import write_atomically
+from benchmark.files import read_tensors, write_atomically
 
 if TYPE_CHECKING:
     from benchmark.engine.loop import BestWeights

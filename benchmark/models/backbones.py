@@ -6,16 +6,15 @@ Each returns feature maps; pooling and heads are added by `benchmark.models.mode
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torchvision
 from torch import nn
 
 from benchmark.errors import BenchError
+from benchmark.files import read_tensors
 from benchmark.models.bninception import BNInception
 from benchmark.models.timm_backbones import TIMM_FAMILY
+from benchmark.models.weights import hub_file
 from benchmark.specs import BackboneSpec, InputConvention
 
 # The Caffe port's convention (pretrainedmodels' settings for bninception).
@@ -46,10 +45,11 @@ class ConvNetSmall(nn.Module):
 class ResNetTrunk(nn.Module):
     """A torchvision ResNet without its pooling and classifier."""
 
-    def __init__(self, resnet: torchvision.models.ResNet) -> None:
+    def __init__(self, resnet: torchvision.models.ResNet, arch: str) -> None:
         super().__init__()
         self.body = nn.Sequential(*list(resnet.children())[:-2])
         self.out_channels = resnet.fc.in_features
+        self.arch = arch  # torchvision's name, for load_published_weights
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
@@ -58,7 +58,7 @@ class ResNetTrunk(nn.Module):
         """A torchvision ResNet state dict (classifier included), strictly."""
         resnet = getattr(torchvision.models, self.arch)(weights=None)
         resnet.load_state_dict(state_dict, strict=True)
-        self.body.load_state_dict(ResNetTrunk(resnet).body.state_dict(), strict=True)
+        self.body.load_state_dict(ResNetTrunk(resnet, self.arch).body.state_dict(), strict=True)
 
 
 class GoogLeNetTrunk(nn.Module):
@@ -90,6 +90,14 @@ class GoogLeNetTrunk(nn.Module):
         self.body.load_state_dict(trunk.body.state_dict(), strict=True)
         self.transform_input = True
 
+    # The flag travels with the weights, so that a re-scored or resumed run (rebuilt without
+    # pretrained weights, then loaded) transforms its input as the run that saved it did.
+    def get_extra_state(self) -> dict[str, bool]:
+        return {"transform_input": self.transform_input}
+
+    def set_extra_state(self, state: dict[str, bool]) -> None:
+        self.transform_input = bool(state["transform_input"])
+
 
 def _googlenet_input(images: torch.Tensor) -> torch.Tensor:
     """torchvision GoogLeNet._transform_input: ImageNet-normalised to (x - 0.5) / 0.5."""
@@ -112,12 +120,8 @@ def build_googlenet(pretrained: str | None) -> nn.Module:
 
 
 def build_bninception(pretrained: str | None) -> nn.Module:
-    if pretrained is not None:
-        raise BenchError(
-            "Backbone 'bninception' has no weights by name: set model.pretrained to the path or "
-            "URL of the Caffe port's weights (bn_inception-239d2248.pth) and "
-            "model.pretrained_sha256 to its sha256."
-        )
+    # It offers no weights by name (config refuses one): the Caffe port's file
+    # (bn_inception-239d2248.pth) comes through model.pretrained with model.pretrained_sha256.
     return BNInception()
 
 
@@ -134,33 +138,15 @@ def resnet_builder(arch: str):
         model = getattr(torchvision.models, arch)(weights=None)
         if pretrained is not None:
             model.load_state_dict(imagenet_state_dict(arch))
-        trunk = ResNetTrunk(model)
-        trunk.arch = arch  # for load_published_weights
-        return trunk
+        return ResNetTrunk(model, arch)
 
     return build
 
 
 def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights from the torch hub cache; fetched unless BENCH_OFFLINE=1."""
-    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not path.exists():
-        if os.environ.get("BENCH_OFFLINE") == "1":
-            raise BenchError(_missing_weights(arch, path, weights.url, "BENCH_OFFLINE=1 is set"))
-        try:
-            torch.hub.load_state_dict_from_url(weights.url, progress=True)
-        except Exception as error:
-            raise BenchError(_missing_weights(arch, path, weights.url, str(error))) from None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _missing_weights(arch: str, path: Path, url: str, why: str) -> str:
-    return (
-        f"ImageNet weights for {arch} are not available ({why}). Download {url} on a "
-        f"machine with internet access and put it at {path} (the torch hub cache; set "
-        f"TORCH_HOME to move it)."
-    )
+    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    return read_tensors(hub_file(url, f"ImageNet weights for {arch}"), "ImageNet weights")
 
 
 BACKBONES = [

@@ -38,19 +38,16 @@ CLASSIFIER_KEYS = ("last_linear.weight", "last_linear.bias")
 
 
 class BNInception(nn.Module):
-    """forward(images (B, 3, H, W)) -> feature maps (B, 1024, H/32, W/32); with `num_classes`,
-    `logits(maps)` adds the port's global average pool and `last_linear`."""
+    """forward(images (B, 3, H, W)) -> feature maps (B, 1024, H/32, W/32)."""
 
-    def __init__(self, num_classes: int | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        # The forward pass, in order: (module name, its branches, each a sequence of layers)
+        # The inception modules in order: (module name, its branches, each a sequence of layers)
         self.units: list[tuple[str, list[tuple[str, ...]]]] = []
         self._stem()
         for name, channels, *widths in MODULES:
             self._inception(f"inception_{name}", channels, *widths)
         self.out_channels = 1024
-        if num_classes:
-            self.last_linear = nn.Linear(1024, num_classes)
 
     def _conv(self, name: str, in_channels: int, out_channels: int, kernel: int, stride=1) -> str:
         setattr(self, name, nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2))
@@ -61,7 +58,6 @@ class BNInception(nn.Module):
         self._conv("conv1_7x7_s2", 3, 64, 7, 2)
         self._conv("conv2_3x3_reduce", 64, 64, 1)
         self._conv("conv2_3x3", 64, 192, 3)
-        self.units.append(("stem", []))
 
     def _inception(self, prefix, channels, c1, r3, c3, rd, cd, pool, proj) -> None:
         stride = 1 if c1 else 2
@@ -99,12 +95,9 @@ class BNInception(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_input_size(*images.shape[-2:])
-        x = images
-        for prefix, branches in self.units:
-            if prefix == "stem":
-                x = self._stem_forward(x)
-            else:
-                x = torch.cat([self._branch(branch, x) for branch in branches], dim=1)
+        x = self._stem_forward(images)
+        for _, branches in self.units:
+            x = torch.cat([self._branch(branch, x) for branch in branches], dim=1)
         return x
 
     def _stem_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,16 +105,10 @@ class BNInception(nn.Module):
         x = self._unit("conv2_3x3", self._unit("conv2_3x3_reduce", x))
         return _max_pool(x)
 
-    def logits(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.last_linear(maps.mean(dim=(2, 3)))
-
     def load_published_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """The port's state dict, its ImageNet classifier dropped when this net has none; every
-        other name and shape must match (strict)."""
-        state = dict(state_dict)
-        if not hasattr(self, "last_linear"):
-            for key in CLASSIFIER_KEYS:
-                state.pop(key, None)
+        """The port's state dict, its ImageNet classifier dropped; every other name and shape
+        must match (strict)."""
+        state = {k: v for k, v in state_dict.items() if k not in CLASSIFIER_KEYS}
         self.load_state_dict(state, strict=True)
 
 

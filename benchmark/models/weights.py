@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import BenchError
+from benchmark.files import read_tensors
 from benchmark.specs import BackboneSpec
 
 
@@ -54,23 +55,27 @@ def weights_path(source: str, sha256: str | None) -> Path:
         if not path.is_file():
             raise BenchError(f"model.pretrained: weights file {path} not found.")
         return path
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(source).path).name
-    if not path.exists():
-        if os.environ.get("BENCH_OFFLINE") == "1":
-            raise BenchError(_put_it_there(source, path, sha256, "BENCH_OFFLINE=1 is set"))
+    return hub_file(source, f"model.pretrained: {source}", sha256)
+
+
+def hub_file(url: str, what: str, sha256: str | None = None) -> Path:
+    """The torch hub cache's copy of `url`, downloaded once; when BENCH_OFFLINE=1 or the download
+    fails, a message saying where to put it by hand."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if path.exists():
+        return path
+    why = "BENCH_OFFLINE=1 is set"
+    if os.environ.get("BENCH_OFFLINE") != "1":
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(source, str(path), progress=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
+            return path
         except Exception as error:
-            raise BenchError(_put_it_there(source, path, sha256, str(error))) from None
-    return path
-
-
-def _put_it_there(url: str, path: Path, sha256: str | None, why: str) -> str:
-    return (
-        f"model.pretrained: cannot fetch {url} ({why}). Download it on a machine with internet "
-        f"access and put it at {path} (the torch hub cache; set TORCH_HOME to move it); its "
-        f"sha256 must be {sha256}."
+            why = str(error)
+    pinned = f"; its sha256 must be {sha256}" if sha256 else ""
+    raise BenchError(
+        f"{what} cannot be fetched ({why}). Download {url} on a machine with internet access "
+        f"and put it at {path} (the torch hub cache; set TORCH_HOME to move it){pinned}."
     )
 
 
@@ -96,10 +101,7 @@ def read_state_dict(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
             f"the file is not the one the protocol names. Fetch the right file, or set "
             f"model.pretrained_sha256 if you meant to change the weights."
         )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BenchError(f"Cannot read weights file {path}: {error}") from None
+    loaded = read_tensors(path, "Weights file")
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(torch.is_tensor(v) for v in loaded.values()):
