@@ -38,12 +38,19 @@ class TinyModel(nn.Module):
 
 class PairsAndProxies(nn.Module):
     """A pair term over the whole batch plus proxies the criterion owns; records the indices
-    it saw (in a bool buffer, as ICS does)."""
+    it saw (in a bool buffer, as ICS does); keeps a note as extra state."""
 
     def __init__(self) -> None:
         super().__init__()
         self.proxies = nn.Parameter(torch.randn(3, 4, dtype=torch.float64))
         self.register_buffer("seen", torch.zeros(len(LABELS), dtype=torch.bool))
+        self.note = "unset"
+
+    def get_extra_state(self) -> dict[str, str]:
+        return {"note": self.note}
+
+    def set_extra_state(self, state: dict[str, str]) -> None:
+        self.note = state["note"]
 
     def forward(self, outputs, batch: Batch):
         embeddings, labels = outputs["embedding"], batch.labels
@@ -58,6 +65,11 @@ class PairsAndProxies(nn.Module):
 def _state(world: World) -> TrainState:
     torch.manual_seed(0)
     model, criterion = TinyModel(), PairsAndProxies()
+    # Each rank starts from its own criterion state; rank 0's reaches every rank.
+    criterion.note = f"rank {world.rank}"
+    with torch.no_grad():
+        criterion.proxies += world.rank
+    distributed.broadcast_state(criterion, world)
     params = [*model.parameters(), *criterion.parameters()]
     optimizer = torch.optim.SGD(params, lr=0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -81,6 +93,7 @@ def _figures(state: TrainState, logs: dict[str, float]) -> dict:
         "grads": {name: p.grad.clone() for name, p in named.items()},
         "params": {name: p.detach().clone() for name, p in named.items()},
         "seen": state.criterion.seen.clone(),
+        "note": state.criterion.note,
     }
 
 
@@ -121,6 +134,7 @@ def test_a_two_process_step_equals_one_step_on_the_global_batch(tmp_path):
             torch.testing.assert_close(got["grads"][name], grad, rtol=1e-9, atol=1e-12)
             torch.testing.assert_close(got["params"][name], expected["params"][name])
         assert got["seen"].all()  # the criterion saw the global batch's indices
+        assert got["note"] == "rank 0"  # extra state broadcast from rank 0
     assert expected["grads"]["proxies"].abs().max() > 1e-3  # the proxies did learn
 
 

@@ -104,13 +104,17 @@ def all_gather(tensor: torch.Tensor, world: World, counts: list[int] | None = No
 
 
 def gather_step(
-    outputs: dict[str, torch.Tensor], batch: Batch, world: World
+    outputs: dict[str, torch.Tensor], batch: Batch, world: World, even: bool = False
 ) -> tuple[dict[str, torch.Tensor], Batch]:
     """The global batch's outputs and labels (indices, attributes) for the criterion. The
-    images stay this rank's own: no criterion reads them, and they are the costly part."""
+    images stay this rank's own: no criterion reads them, and they are the costly part.
+
+    even: every rank's batch has this rank's size (no unreadable image can be skipped), so
+    the sizes need no exchange, which would make the host wait for the device every step."""
     if not world.distributed:
         return outputs, batch
-    counts = row_counts(len(batch.labels), batch.labels.device, world)
+    rows = len(batch.labels)
+    counts = [rows] * world.size if even else row_counts(rows, batch.labels.device, world)
 
     def gather(value: torch.Tensor | None) -> torch.Tensor | None:
         return None if value is None else all_gather(value, world, counts)
@@ -144,15 +148,12 @@ def sync_criterion_gradients(criterion: nn.Module, world: World) -> None:
 
 
 def broadcast_state(module: nn.Module, world: World) -> None:
-    """Rank 0's parameters and buffers on every rank (a criterion's learned state starts equal)."""
+    """Rank 0's state dict on every rank (a criterion's learned state starts equal): parameters,
+    buffers and any extra state, sent through the host once, at start-up."""
     if not world.distributed:
         return
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            sent = tensor.to(torch.uint8) if tensor.dtype == torch.bool else tensor
-            dist.broadcast(sent, src=0)
-            if sent is not tensor:
-                tensor.copy_(sent.bool())
+    state = {k: v.cpu() if torch.is_tensor(v) else v for k, v in module.state_dict().items()}
+    module.load_state_dict(broadcast_object(state, world))
 
 
 def shard(length: int, world: World) -> range:

@@ -7,6 +7,10 @@ criterion (its state_dict: parameters, buffers and a criterion's `get_extra_stat
 learning-rate schedule, grad scaler, iteration and epoch (the samplers' whole position: their
 batches are drawn from (seed, epoch)), the best weights so far, the evaluations so far, timings,
 unreadable images met, and every random-number generator's state.
+
+Under torchrun rank 0 alone writes it, with its own random states and unreadable images: a
+resumed multi-process run goes on with every rank drawing rank 0's augmentation, so it is
+close to, but not exactly, the uninterrupted run (a single process resumes exactly).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from benchmark.config import RunConfig
 from benchmark.engine.rng import random_states, restore_random_states
 from benchmark.errors import BenchError
 from benchmark.files import read_tensors, write_atomically
+from benchmark.results import result_folder
 
 if TYPE_CHECKING:
     from benchmark.engine.loop import BestWeights
@@ -48,15 +53,13 @@ class RunProgress:
 def resume_path(results_dir: Path, config: RunConfig) -> Path:
     """Where the run of `config` keeps its resume checkpoint."""
     name = f"{config.fingerprint[:12]}-seed{config.seed}{SUFFIX}"
-    return Path(results_dir) / config.dataset / config.method / name
+    return result_folder(results_dir, config.dataset, config.method) / name
 
 
 def find_resume_point(results_dir: Path, config: RunConfig) -> Path | None:
-    """The newest resume checkpoint of this run (fingerprint and seed) under `results_dir`."""
-    usual = resume_path(results_dir, config)
-    pattern = f"{config.fingerprint[:12]}-seed{config.seed}*{SUFFIX}"
-    found = sorted(usual.parent.glob(pattern), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
+    """The resume checkpoint of this run (fingerprint and seed) under `results_dir`, if any."""
+    path = resume_path(results_dir, config)
+    return path if path.exists() else None
 
 
 def save_resume_point(path: Path, progress: RunProgress, epoch: int, config: RunConfig) -> None:

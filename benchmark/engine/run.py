@@ -92,15 +92,16 @@ def execute(
 ) -> tuple[dict, Path | None]:
     """Train and evaluate as `config` says; write and return the result file. Under torchrun
     rank 0 alone writes files; the other ranks return the result and no path."""
-    start, timer = time.perf_counter(), Timer()
+    timer = Timer()
     # resume_from: a resume checkpoint of this very run; another run's is refused before any work.
     resume = None if resume_from is None else load_resume_point(resume_from, config)
     device = device_for(pick_device(options.device), options.world)
     splits = load_splits(registry.dataset(config.dataset), config.protocol, options.data_root)
-    timer.add("data_seconds", start)
+    timer.add("data_seconds", timer.begun)
     seed_everything(config.seed)
     plan = validation_plan(config.protocol, splits, registry.dataset(config.dataset).task)
     state = train_state(registry, config, splits, plan, device, options.world)
+    state.even_batches = not options.skip_bad_images
     outcome = train_and_select(registry, config, splits, plan, state, options, timer, resume)
     timer.seconds["total_seconds"] = timer.elapsed()
     result = _result(registry, config, splits, options, outcome, timer, device)

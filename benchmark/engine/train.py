@@ -28,6 +28,8 @@ class TrainState:
     world: World = field(default_factory=World)
     # The model as trained under torchrun: wrapped in DistributedDataParallel; None: the model.
     replica: nn.Module | None = None
+    # Under torchrun: every rank's batches have the same size (no image can be skipped).
+    even_batches: bool = False
 
 
 # Steps between host reads of the loss. Reading a device value waits for the device, and a
@@ -90,7 +92,7 @@ def device_step(state: TrainState, batch) -> dict[str, torch.Tensor]:
     # and sums of pair terms lose too much in half precision, and the loss is cheap beside the
     # network.
     # Under torchrun the criterion sees the global batch, gathered from every rank.
-    outputs, batch = gather_step(full_precision(outputs), batch, state.world)
+    outputs, batch = gather_step(full_precision(outputs), batch, state.world, state.even_batches)
     loss, logs = loss_and_logs(state.criterion(outputs, batch))
     state.optimizer.zero_grad(set_to_none=True)
     # Every rank holds the same global loss; DDP averages the model gradients over ranks, and
