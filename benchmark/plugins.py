@@ -60,7 +60,11 @@ class Registry:
         """A registered backbone, or `<family>:<variant>` of a family spec (one with variants)."""
         family, sep, variant = name.partition(":")
         spec = self.backbones.get(family)
-        if sep and spec is not None and spec.variants is not None:
+        if spec is not None and spec.variants is not None:
+            if not sep:
+                raise BenchError(
+                    f"Backbone '{name}' is a family: name one of its models, as {name}:<name>."
+                )
             return spec.variants(variant)
         return _lookup(self.backbones, name, "backbone")
 
@@ -130,10 +134,11 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
             "built-in",
         )
     if entry_points:
-        for ep in _selected_entry_points():
+        installed = _installed_entry_points()
+        for ep in _selected(installed):
             version = ep.dist.version if ep.dist else "?"
             _register(registry, ep.name, ep.load, version, f"entry point {ep.value}")
-        registry.plugins += _missing_plugins()
+        registry.plugins += _missing_plugins({ep.name for ep in installed})
     for name, plugin in extra:
         _register(registry, name, lambda p=plugin: p, "?", "registered in code")
     for info in registry.plugins:
@@ -142,12 +147,16 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), entry_points: bool = 
     return registry
 
 
-def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
-    """Entry points of group dmlbench, filtered by $BENCH_PLUGINS (comma list; empty = none)."""
-    # Sorted, so that registration order (and so which of two duplicates wins) is stable.
-    found = sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
+def _installed_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points of group dmlbench, sorted, so that registration order (and so which of two
+    duplicates wins) is stable."""
+    return sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name)
+
+
+def _selected(installed: list[importlib.metadata.EntryPoint]) -> list:
+    """The entry points $BENCH_PLUGINS names (comma list; empty = none; unset = all)."""
     wanted = _wanted_plugins()
-    return found if wanted is None else [ep for ep in found if ep.name in wanted]
+    return installed if wanted is None else [ep for ep in installed if ep.name in wanted]
 
 
 def _wanted_plugins() -> list[str] | None:
@@ -158,9 +167,8 @@ def _wanted_plugins() -> list[str] | None:
     return list(dict.fromkeys(name.strip() for name in wanted.split(",") if name.strip()))
 
 
-def _missing_plugins() -> list[PluginInfo]:
+def _missing_plugins(installed: set[str]) -> list[PluginInfo]:
     """A broken entry for each name in $BENCH_PLUGINS that no installed entry point has."""
-    installed = {ep.name for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
     missing = [name for name in _wanted_plugins() or [] if name not in installed]
     return [
         PluginInfo(name, "-", "$BENCH_PLUGINS", errors=[_not_installed(name, installed)])
@@ -264,4 +272,9 @@ def _check_method(spec: MethodSpec) -> None:
         except jsonschema.ValidationError as error:
             raise BenchError(
                 f"method '{spec.name}': {label} do not match its hparam_schema: {error.message}"
+            ) from None
+        except jsonschema.SchemaError as error:
+            raise BenchError(
+                f"method '{spec.name}': its hparam_schema is not a valid JSON schema: "
+                f"{error.message}"
             ) from None

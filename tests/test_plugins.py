@@ -156,3 +156,22 @@ def test_dataset_with_unknown_task_is_malformed():
         "malformed dataset: dataset 'odd': task 'classification' is not one of "
         "('retrieval', 'query-gallery', 'hashing')"
     ]
+
+
+def test_an_invalid_hparam_schema_is_a_malformed_spec_not_a_crash():
+    class InvalidSchema:
+        @hookimpl
+        def bench_methods(self):
+            return [_method("bad-schema", hparam_schema={"type": "nonsense"}), _method("fine")]
+
+    registry = load_plugins([("invalid", InvalidSchema())], entry_points=False)
+    errors = next(p for p in registry.plugins if p.name == "invalid").errors
+    assert len(errors) == 1 and errors[0].startswith(
+        "malformed method: method 'bad-schema': its hparam_schema is not a valid JSON schema: "
+    )
+    assert "fine" in registry.methods
+
+
+def test_a_backbone_family_needs_a_member_name(registry):
+    with pytest.raises(BenchError, match=r"Backbone 'timm' is a family: name one of its models"):
+        registry.backbone("timm")

@@ -25,20 +25,26 @@ EVALUATIONS = [  # (iteration, split, metrics, train_logs), as bench_epoch_end r
 ]
 
 
-def drive(tracker, folder):
+def drive(tracker, folder, first: int = 0):
     """Call the tracker's hooks through pluggy as a run of three evaluations does (errors
-    propagate); return the result file's path."""
+    propagate), from evaluation `first` on (a resumed session); return the result's path."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     manager.register(tracker)
     manager.hook.bench_run_start(config=CONFIG, fingerprint="f" * 64, output_dir=folder)
+    evaluations = []
     for epoch, (iteration, split, metrics, train_logs) in enumerate(EVALUATIONS):
-        manager.hook.bench_epoch_end(
-            epoch=epoch, iteration=iteration, train_loss=None, metrics=metrics, split=split,
-            train_logs=train_logs,
-        )  # fmt: skip
+        trained = {"train": train_logs} if train_logs else {}
+        evaluations.append(
+            {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics, **trained}
+        )
+        if epoch >= first:
+            manager.hook.bench_epoch_end(
+                epoch=epoch, iteration=iteration, train_loss=None, metrics=metrics, split=split,
+                train_logs=train_logs,
+            )  # fmt: skip
     path = folder / "ffffffffffff-seed3-20261122T120000.json"
-    manager.hook.bench_run_end(result={}, path=path)
+    manager.hook.bench_run_end(result={"evaluations": evaluations}, path=path)
     return path
 
 
@@ -95,9 +101,10 @@ def test_tensorboard_writes_each_evaluation_as_scalars_beside_the_result_file(tm
     assert [p.name for p in path.parent.iterdir()] == [path.with_suffix(".tensorboard").name]
 
 
-def test_csv_tracker_renames_its_running_file_beside_the_result(tmp_path):
+@pytest.mark.parametrize("first", [0, 2], ids=["whole run", "resumed at the test row"])
+def test_csv_tracker_renames_its_running_file_beside_the_result(tmp_path, first):
     ((_, tracker),) = build_trackers("csv")
-    path = drive(tracker, tmp_path / "synth-cub" / "ms")
+    path = drive(tracker, tmp_path / "synth-cub" / "ms", first)
     assert [p.name for p in path.parent.iterdir()] == [path.with_suffix(".csv").name]
     assert path.with_suffix(".csv").read_text().splitlines() == [
         "split,epoch,iteration,train/loss,train/pos_pairs,recall@1,map@r",

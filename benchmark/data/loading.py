@@ -27,8 +27,9 @@ def build_transform(data_cfg: Mapping[str, Any], train: bool) -> T.Compose:
     if train and data_cfg["hflip"]:
         steps.append(T.RandomHorizontalFlip())
     steps.append(T.ToTensor())
-    if not InputSpace(data_cfg).is_identity:
-        steps.append(InputSpace(data_cfg))
+    space = InputSpace(data_cfg)
+    if not space.is_identity:
+        steps.append(space)
     steps.append(T.Normalize(data_cfg["mean"], data_cfg["std"]))
     return T.Compose(steps)
 

@@ -5,7 +5,6 @@ the same hooks, installed through an entry point (see README, "Experiment tracke
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ def running_path(
     output_dir: Path, config: Mapping[str, Any], fingerprint: str, suffix: str
 ) -> Path:
     """Where a tracker writes while its run goes on; at the run's end the tracker renames it
-    beside the result file. The process id keeps two runs of one config apart."""
-    name = f"{fingerprint[:12]}-seed{config['seed']}.{os.getpid()}.running{suffix}"
+    beside the result file. One name per run (as its resume checkpoint), so a resumed run goes
+    on in the same place."""
+    name = f"{fingerprint[:12]}-seed{config['seed']}.running{suffix}"
     return Path(output_dir) / name

@@ -32,16 +32,21 @@ class CsvLog:
 
     @hookimpl
     def bench_epoch_end(self, epoch, iteration, split, metrics, train_logs) -> None:
-        train = {f"train/{key}": value for key, value in (train_logs or {}).items()}
-        self.rows.append(
-            {"split": split, "epoch": epoch, "iteration": iteration, **train, **metrics}
-        )
+        self.rows.append(_row(split, epoch, iteration, metrics, train_logs))
         _write(self.running, self.rows)
 
     @hookimpl
     def bench_run_end(self, result: Mapping[str, Any], path: Path) -> None:
-        _write(path.with_suffix(".csv"), self.rows)
+        # From the result, not from the rows seen: a resumed run saw only its last session's.
+        rows = [_row(e["split"], e["epoch"], e["iteration"], e["metrics"], e.get("train"))
+                for e in result["evaluations"]]  # fmt: skip
+        _write(path.with_suffix(".csv"), rows)
         self.running.unlink(missing_ok=True)
+
+
+def _row(split, epoch, iteration, metrics, train_logs) -> dict[str, Any]:
+    train = {f"train/{key}": value for key, value in (train_logs or {}).items()}
+    return {"split": split, "epoch": epoch, "iteration": iteration, **train, **metrics}
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
