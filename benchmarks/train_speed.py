@@ -12,8 +12,8 @@ embedding head, Adam, cosine schedule, speed options), in one process:
            training split, its P x K sampler and DataLoader (num_workers as given), the
            prepared uint8 cache augmented on the device (or, with --pipeline plain, PIL decoding
            and torchvision transforms with the in-memory cache warmed first), the copy to the
-           device, forward, loss, backward, optimizer and schedule steps, and the per-step
-           logging (float(loss), which waits for the device)
+           device, forward, loss, backward, optimizer and schedule steps, and the logging (the
+           loss read back from the device every 25 steps and at the pass's end)
   bare     one batch of random images and labels made once on the device; per step only
            forward, loss, backward and optimizer step
 Images are P x K per step (K = 4). Each loop runs --warmup untimed steps, then the two take
@@ -38,10 +38,9 @@ from tabulate import tabulate
 
 from benchmark.config import build_run_config
 from benchmark.data.datasets.synth import ensure_synth_cub
-from benchmark.data.loading import train_loader
-from benchmark.data.pipeline import batches, build_pipeline
+from benchmark.data.pipeline import build_pipeline
 from benchmark.data.prepared import prepare_dataset
-from benchmark.data.samplers import training_sampler
+from benchmark.engine.loop import training_batches
 from benchmark.engine.precision import autocast
 from benchmark.engine.run import load_splits, seed_everything, train_state
 from benchmark.engine.train import TrainState, full_precision, split_loss, train_epoch
@@ -86,16 +85,14 @@ class Steps:
             yield batch
 
 
-def harness_loader(config, splits, data_root: Path, device: torch.device, pipeline: str):
+def harness_loader(config, splits, data_root: Path, harness: TrainState, pipeline: str):
+    """The run's own training batches (benchmark.engine.loop.training_batches)."""
     data_cfg = config.protocol["data"]
     if pipeline == "prepared":
         prepare_dataset(splits, data_root, config.dataset, data_cfg["resize"], data_cfg["crop"])
     built = build_pipeline(splits, data_cfg, data_root, config.dataset)
     assert built.name == pipeline, f"wanted the {pipeline} pipeline, got {built.name}"
-    iterations = config.protocol["train"]["iterations_per_epoch"]
-    sampler = training_sampler(splits.train.labels, data_cfg, iterations, config.seed)
-    loader = train_loader(built.train, sampler, data_cfg["num_workers"], device.type == "cuda")
-    return batches(loader, data_cfg, True, device, torch.Generator().manual_seed(config.seed))
+    return training_batches(config, splits, built, None, harness)[1]
 
 
 def warm_plain_cache(loader) -> None:
@@ -149,7 +146,7 @@ def measure(args) -> tuple[float, float, float, int]:
         seed_everything(config.seed)
         harness = train_state(registry, config, splits, None, device)
         bare = train_state(registry, config, splits, None, device)
-        loader = harness_loader(config, splits, root, device, args.pipeline)
+        loader = harness_loader(config, splits, root, harness, args.pipeline)
         if args.pipeline == "plain":
             warm_plain_cache(loader)
         batch = bare_batch(config, splits, device)

@@ -147,8 +147,8 @@ def train_and_select(
     pipeline = build_pipeline(
         splits, protocol["data"], options.data_root, config.dataset, options.skip_bad_images
     )
-    sampler, loader = _training_batches(config, splits, pipeline, plan, state)
-    watched = _watched_split(pipeline, plan, selection)
+    sampler, loader = training_batches(config, splits, pipeline, plan, state)
+    watched = watched_split(pipeline, plan, selection)
     measure = _evaluator(registry, config, state, timer)
     best = BestWeights(dataset.main_metric)
     if state.world.is_main:  # lifecycle hooks fire on rank 0 only
@@ -173,9 +173,9 @@ def train_and_select(
     for epoch in range(first, epochs + 1):
         sampler.set_epoch(epoch)
         started = time.perf_counter()
-        _call(state.criterion, "on_epoch_start", epoch)
+        call_epoch_hook(state.criterion, "on_epoch_start", epoch)
         train_logs = train_epoch(state, loader, epoch, options.progress)
-        _call(state.criterion, "on_epoch_end", epoch)
+        call_epoch_hook(state.criterion, "on_epoch_end", epoch)
         timer.add("train_seconds", started)
         due = epoch % every == 0 or epoch == epochs  # an evaluation and a checkpoint
         if watched and due:
@@ -189,7 +189,8 @@ def train_and_select(
     return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan), progress.resumed)
 
 
-def _training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):
+def training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):
+    """(sampler, batches on the device) of a run's training, as the protocol and world say."""
     data_cfg, train_cfg = config.protocol["data"], config.protocol["train"]
     device, world = state.device, state.world
     labels = splits.train.labels
@@ -211,7 +212,7 @@ def _training_batches(config, splits, pipeline: Pipeline, plan, state: TrainStat
     return sampler, loader
 
 
-def _watched_split(pipeline: Pipeline, plan: ValidationPlan | None, selection: str):
+def watched_split(pipeline: Pipeline, plan: ValidationPlan | None, selection: str):
     """(split name, query, gallery) evaluated during training, or None."""
     if plan is not None:
         query = SubsetView(pipeline.train_eval, plan.query)
@@ -286,7 +287,8 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
     return measure
 
 
-def _call(criterion: torch.nn.Module, name: str, epoch: int) -> None:
+def call_epoch_hook(criterion: torch.nn.Module, name: str, epoch: int) -> None:
+    """The criterion's optional on_epoch_start / on_epoch_end."""
     method = getattr(criterion, name, None)
     if callable(method):
         method(epoch)

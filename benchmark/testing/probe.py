@@ -13,13 +13,11 @@ import torch
 
 from benchmark.config import RunConfig, build_run_config
 from benchmark.data.loading import train_loader
-from benchmark.data.pipeline import Pipeline, SubsetView, batches, build_pipeline
+from benchmark.data.pipeline import Pipeline, batches, build_pipeline
 from benchmark.data.samplers import SubsetBatchSampler, training_sampler
 from benchmark.data.validation import ValidationPlan
-from benchmark.engine.loop import validation_plan
-from benchmark.engine.optim import build_optimizer, build_scheduler
-from benchmark.engine.precision import grad_scaler
-from benchmark.engine.run import build_network, load_splits, seed_everything
+from benchmark.engine.loop import validation_plan, watched_split
+from benchmark.engine.run import build_network, load_splits, seed_everything, train_state
 from benchmark.engine.train import TrainState, full_precision
 from benchmark.plugins import Registry
 from benchmark.specs import Batch, DatasetSpec, MethodSpec, Splits
@@ -82,14 +80,10 @@ class Probe:
         batch = self.batch_of(self.single_class_indices())
         return model_outputs(model.train(), batch), batch
 
-    def train_state(self, steps: int, seed: int = 0) -> TrainState:
-        """Model, criterion, optimizer and schedule as a run builds them, for `steps` steps."""
-        model, criterion = self.network(seed)
-        train_cfg = self.config.protocol["train"]
-        optimizer = build_optimizer(model, criterion, train_cfg)
-        scheduler = build_scheduler(optimizer, steps, train_cfg["schedule"])
-        scaler = grad_scaler(self.device, False)
-        return TrainState(model, criterion, optimizer, scheduler, scaler, self.device, False)
+    def train_state(self, seed: int = 0) -> TrainState:
+        """Model, criterion, optimizer and schedule as a run builds them, from `seed`."""
+        seed_everything(seed)
+        return train_state(self.registry, self.config, self.splits, self.plan, self.device)
 
     def training_batches(self, steps: int, seed: int = 0):
         """The sampler's first `steps` training batches (P x K; hashing: random), on device."""
@@ -129,12 +123,7 @@ class Probe:
 
     def validation_split(self) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
         """(query, gallery) of the validation split carved from the training classes."""
-        query = SubsetView(self.pipeline.train_eval, self.plan.query)
-        gallery = (
-            query
-            if self.plan.gallery is None
-            else SubsetView(self.pipeline.train_eval, self.plan.gallery)
-        )
+        _, query, gallery = watched_split(self.pipeline, self.plan, "validation")
         return query, gallery
 
 

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.engine.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.engine.evaluate import evaluate
+from benchmark.engine.loop import call_epoch_hook
 from benchmark.engine.run import seed_everything
 from benchmark.engine.train import TrainState, split_loss, train_step
 from benchmark.testing.probe import Probe, model_outputs
@@ -29,19 +30,16 @@ class Training:
 
 def train(probe: Probe, steps: int, measure: bool = True) -> Training:
     """`steps` training steps as the engine takes them (one epoch), from seed 0."""
-    state = probe.train_state(steps)
+    state = probe.train_state()
     before = validation_figure(probe, state) if measure else float("nan")
     # Evaluating draws from the global generator (the loader's base seed): start the steps from
     # the same state whether or not the run measured first.
     seed_everything(0)
-    hooks = [getattr(state.criterion, name, None) for name in ("on_epoch_start", "on_epoch_end")]
-    if callable(hooks[0]):
-        hooks[0](1)
+    call_epoch_hook(state.criterion, "on_epoch_start", 1)
     state.model.train()
     state.criterion.train()
     losses = [train_step(state, batch)["loss"] for batch in probe.training_batches(steps)]
-    if callable(hooks[1]):
-        hooks[1](1)
+    call_epoch_hook(state.criterion, "on_epoch_end", 1)
     after = validation_figure(probe, state) if measure else float("nan")
     return Training(state, losses, before, after)
 
