@@ -37,7 +37,7 @@ def line_chart(series: Sequence[Series], x_label: str, y_label: str, title: str)
 
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-        f'height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{_text(title)}</title>',
+        f'height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
         *_axes(xs, low, high, place_x, place_y, x_label, y_label),
     ]
     for index, line in enumerate(series):
@@ -78,7 +78,7 @@ def _axes(xs, low, high, place_x, place_y, x_label: str, y_label: str) -> list[s
     parts.append(_label((LEFT + right) / 2, HEIGHT - 6, x_label, "middle"))
     parts.append(
         f'<text x="14" y="{(TOP + bottom) / 2:.1f}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(TOP + bottom) / 2:.1f})">{_text(y_label)}</text>'
+        f'transform="rotate(-90 14 {(TOP + bottom) / 2:.1f})">{escape(y_label)}</text>'
     )
     return parts
 
@@ -86,10 +86,11 @@ def _axes(xs, low, high, place_x, place_y, x_label: str, y_label: str) -> list[s
 def _line(series: Series, colour: str, index: int, place_x, place_y) -> list[str]:
     points = " ".join(f"{place_x(x):.1f},{place_y(y):.1f}" for x, y in sorted(series.points))
     dash = ' stroke-dasharray="6 4"' if series.dashed else ""
+    label = escape(series.label)
     parts = [f'<polyline class="series" points="{points}" fill="none" stroke="{colour}" '
-             f'stroke-width="3"{dash}><title>{_text(series.label)}</title></polyline>']  # fmt: skip
+             f'stroke-width="3"{dash}><title>{label}</title></polyline>']  # fmt: skip
     for x, y in series.points:
-        hover = f"<title>{_text(series.label)}: {y:.2f}</title>"
+        hover = f"<title>{escape(series.label)}: {y:.2f}</title>"
         parts.append(f'<circle cx="{place_x(x):.1f}" cy="{place_y(y):.1f}" r="3.5" '
                      f'fill="{colour}">{hover}</circle>')  # fmt: skip
     legend_y = TOP + 10 + 18 * index
@@ -101,14 +102,15 @@ def _line(series: Series, colour: str, index: int, place_x, place_y) -> list[str
 
 
 def _label(x: float, y: float, text: str, anchor: str, hover: str = "") -> str:
-    title = f"<title>{_text(hover)}</title>" if hover and hover != text else ""
+    title = f"<title>{escape(hover)}</title>" if hover and hover != text else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="12" text-anchor="{anchor}">'
-            f"{title}{_text(text)}</text>")  # fmt: skip
+            f"{title}{escape(text)}</text>")  # fmt: skip
 
 
 def _short(label: str) -> str:
     return label if len(label) <= LEGEND_CHARACTERS else label[: LEGEND_CHARACTERS - 1] + "…"
 
 
-def _text(value: str) -> str:
+def escape(value: str) -> str:
+    """Text for an HTML or SVG document."""
     return html.escape(value, quote=True)

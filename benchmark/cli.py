@@ -475,10 +475,15 @@ def _leaderboard_files(results_dirs, out: Path, html: bool) -> dict[str, str]:
 @leaderboard.command(name="build")
 @_RESULTS_OPTION
 @_OUT_OPTION
-@click.option("--html", is_flag=True, help="Also write OUT/index.html, one self-contained page.")
+@click.option(
+    "--html", is_flag=True,
+    help="Also write OUT/index.html, one self-contained page [default: when it exists already].",
+)  # fmt: skip
 def leaderboard_build(results_dirs, out: Path, html: bool) -> None:
     """Write <dataset>.md and <dataset>.json under OUT from every result file found."""
-    from benchmark.leaderboard import write_files
+    from benchmark.leaderboard import PAGE, write_files
+
+    html = html or (out / PAGE).exists()  # a committed page stays in step with its tables
 
     for path in write_files(_leaderboard_files(results_dirs, out, html), out):
         click.echo(f"wrote {path}")
@@ -539,8 +544,8 @@ def report(result: Path, out, queries: int, top_k: int, grid: bool, data_root, d
     from benchmark.runreport import write_report
 
     target = out or result.with_suffix(".png")
-    write_report(registry(), result, target, resolve_data_root(data_root), device, queries,
-                 top_k, grid)  # fmt: skip
+    root = resolve_data_root(data_root) if grid else None  # the curves need no data
+    write_report(registry(), result, target, root, device, queries, top_k, grid)
     click.echo(f"wrote {target}")
 
 

@@ -16,10 +16,15 @@ import torch
 
 from benchmark.engine.evaluate import embed_both
 from benchmark.engine.rescore import RestoredRun, restore_run
-from benchmark.errors import BenchError
 from benchmark.files import write_atomically
-from benchmark.metrics.hashing import hash_codes
-from benchmark.metrics.retrieval import best_ranked, closeness, drop_self, ranking_space
+from benchmark.metrics.hashing import hamming_distance, hash_codes
+from benchmark.metrics.retrieval import (
+    best_ranked,
+    closeness,
+    distance_bias,
+    drop_self,
+    ranking_space,
+)
 from benchmark.plugins import Registry
 from benchmark.results import read_result
 
@@ -40,7 +45,7 @@ def write_report(
     registry: Registry,
     result_path: Path,
     out: Path,
-    data_root: Path,
+    data_root: Path | None,
     device: str,
     queries: int = 6,
     top_k: int = 5,
@@ -51,12 +56,6 @@ def write_report(
 
     matplotlib.use("Agg")
     result = read_result(result_path)
-    if grid and "checkpoint" not in result:
-        raise BenchError(
-            f"{result_path} names no checkpoint (the run was made with --no-save-checkpoint), so "
-            f"there is no model to draw the retrieval grid with: pass --no-grid for the training "
-            f"curves alone."
-        )
     restored = restore_run(registry, result_path, data_root, device) if grid else None
     chosen = retrieval_grid(restored, queries, top_k) if restored else None
     figure = _figure(result, restored, chosen)
@@ -87,12 +86,12 @@ def retrieval_grid(run: RestoredRun, queries: int, top_k: int) -> Grid:
 
 
 def _scores(query: torch.Tensor, gallery: torch.Tensor, distance: str) -> torch.Tensor:
-    """Higher is closer, as the metrics rank: Hamming by ±1 codes, else cosine or euclidean."""
+    """Higher is closer, as the metrics rank: minus the Hamming distance of the codes, or
+    retrieval's closeness (cosine or euclidean)."""
     if distance == "hamming":
-        return hash_codes(query).float() @ hash_codes(gallery).float().T
+        return -hamming_distance(hash_codes(query), hash_codes(gallery)).float()
     query, gallery = ranking_space(query, distance), ranking_space(gallery, distance)
-    bias = None if distance == "cosine" else -(gallery * gallery).sum(1)
-    return closeness(query, gallery, bias)
+    return closeness(query, gallery, distance_bias(gallery, distance))
 
 
 def _relevant(query_labels, gallery_labels, ranked) -> np.ndarray:

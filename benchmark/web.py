@@ -9,13 +9,12 @@ tables, deterministically, so `bench leaderboard check` also guards it.
 
 from __future__ import annotations
 
-import html
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmark.charts import PALETTE, Series, line_chart
+from benchmark.charts import PALETTE, Series, escape, line_chart
 from benchmark.leaderboard import SELECTION_TITLES, format_figure
 
 BITS = re.compile(r"(\d+)[ -]bits?\b")
@@ -25,7 +24,7 @@ BITS_OVERRIDE = re.compile(r"^model\.hash\.bits=\d+$")
 def render_html(documents: Mapping[str, dict[str, Any]]) -> str:
     """The whole page for {dataset: leaderboard document}."""
     names = sorted(documents)
-    nav = " · ".join(f'<a href="#{_id(n)}">{_text(n)}</a>' for n in names)
+    nav = " · ".join(f'<a href="#{_id(n)}">{escape(n)}</a>' for n in names)
     body = "\n".join(_dataset_section(documents[name]) for name in names)
     return _PAGE.format(style=_STYLE, nav=nav, body=body, script=_SCRIPT)
 
@@ -33,11 +32,11 @@ def render_html(documents: Mapping[str, dict[str, Any]]) -> str:
 def _dataset_section(document: Mapping[str, Any]) -> str:
     name = document["dataset"]
     hashing = _is_hashing(document)
-    parts = [f'<section id="{_id(name)}"><h2>{_text(name)}</h2>']
+    parts = [f'<section id="{_id(name)}"><h2>{escape(name)}</h2>']
     for index, table in enumerate(document["tables"], 1):
         title = (f"{table['protocol']} v{table['version']} ({table['kind']} protocol), "
                  f"{SELECTION_TITLES[table['selection']]}")  # fmt: skip
-        parts.append(f"<h3>{_text(title)}</h3>")
+        parts.append(f"<h3>{escape(title)}</h3>")
         chart = (
             _bits_chart(table["rows"], title) if hashing else _recall_chart(table["rows"], title)
         )
@@ -53,7 +52,7 @@ def _dataset_section(document: Mapping[str, Any]) -> str:
 
 
 def _is_hashing(document: Mapping[str, Any]) -> bool:
-    return document["metrics"][0].startswith("map@k")
+    return document["main_metric"] == "map@k"
 
 
 # --- charts ----------------------------------------------------------------------------------
@@ -83,7 +82,7 @@ def _bits_chart(rows: Sequence[dict], title: str) -> str:
     for row in rows:
         bits = _size_number(row["size"])
         lines[_without_bits(row)].append((float(bits), 100 * row["metrics"]["map@k"]["mean"]))
-    series = [Series(label, tuple(points)) for label, points in list(lines.items())[:10]]
+    series = [Series(label, tuple(points)) for label, points in list(lines.items())[: len(PALETTE)]]
     return _chart_or_note(series, "bits", "mAP@k (%)", f"mAP against bits, {title}")
 
 
@@ -168,23 +167,23 @@ def _paper_section(document: Mapping[str, Any]) -> list[str]:
         _paper_chart(document),
         _table(f"{_id(document['dataset'])}-paper", headers, body, "paper"),
         "<p>To fill the reproduced figures:</p>",
-        "<pre>" + "\n".join(_text(c) for c in commands) + "</pre>",
+        "<pre>" + "\n".join(escape(c) for c in commands) + "</pre>",
     ]
 
 
 def _table(table_id: str, headers: Sequence[str], body: Sequence[str], kind: str) -> str:
-    head = "".join(f'<th scope="col" title="sort by {_text(h)}">{_text(h)}</th>' for h in headers)
+    head = "".join(f'<th scope="col" title="sort by {escape(h)}">{escape(h)}</th>' for h in headers)
     return (f'<table id="{table_id}" class="sortable {kind}"><thead><tr>{head}</tr></thead>'
             f"<tbody>\n{chr(10).join(body)}\n</tbody></table>")  # fmt: skip
 
 
 def _cell(text: Any, sort: float | None = None) -> str:
     key = "" if sort is None else f' data-sort="{sort:.10g}"'
-    return f"<td{key}>{_text(str(text))}</td>"
+    return f"<td{key}>{escape(str(text))}</td>"
 
 
 def _links(paths: Sequence[str]) -> str:
-    anchors = " ".join(f'<a href="{_text(p)}">{i}</a>' for i, p in enumerate(paths, 1))
+    anchors = " ".join(f'<a href="{escape(p)}">{i}</a>' for i, p in enumerate(paths, 1))
     return f"<td>{anchors}</td>"
 
 
@@ -195,10 +194,6 @@ def _size_number(size: str) -> int:
 
 def _id(name: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", name.lower())
-
-
-def _text(value: str) -> str:
-    return html.escape(value, quote=True)
 
 
 _PAGE = """<!DOCTYPE html>

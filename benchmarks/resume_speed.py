@@ -8,7 +8,8 @@ criterion for 100 classes, takes one optimizer step on a batch of two random ima
 the optimizer holds its state, offers the weights to the best-weights selection, then times, on
 the CPU, `save_resume_point` (torch.save to a temporary file in --dir, then a rename) and
 `load_resume_point` + `restore_progress` (weights_only load, then every state put back). The
-fastest of --repeats is shown; the file is in the page cache when it is read back.
+fastest of --repeats is shown; the file is in the page cache when it is read back. For
+retrieval methods (the run is set up on cub): a hashing method is refused with its reason.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_hashing_ranks_by_hamming_and_counts_a_shared_label_as_relevant():
     query = torch.tensor([[0.5, -0.2, 0.1]])
     gallery = torch.tensor([[-1.0, 1.0, -1.0], [0.3, -0.9, 0.0], [1.0, 1.0, 1.0]])
     scores = _scores(query, gallery, "hamming")
-    assert scores.tolist() == [[-3.0, 3.0, 1.0]]  # bits - 2 * Hamming distance
+    assert scores.tolist() == [[-3.0, 0.0, -1.0]]  # minus the Hamming distance
     labels = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 1]])
     ranked = torch.tensor([[1, 2, 0]])
     assert _relevant(torch.tensor([[0, 0, 1]]), labels, ranked).tolist() == [[False, True, True]]

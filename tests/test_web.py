@@ -61,12 +61,6 @@ def test_one_recall_curve_per_ranked_row_and_dashed_papers_curves(page):
     assert 'stroke-dasharray="6 4"><title>ms, BN-Inception, 512-d (paper)' in paper
 
 
-def test_the_page_is_deterministic(registry, make_result, tmp_path, page):
-    assert page == render_html(
-        build(registry, collect([tmp_path / "results"]), tmp_path)
-    )  # fmt: skip
-
-
 def test_chart_places_points_on_a_log2_axis_and_whole_tens():
     svg = line_chart([Series("a", ((1, 55.0), (2, 65.0), (4, 75.0)))], "K", "R", "t")
     points = re.search(r'points="([^"]+)"', svg).group(1).split()
@@ -78,7 +72,7 @@ def test_chart_places_points_on_a_log2_axis_and_whole_tens():
     assert [t for t in re.findall(r">(\d+)</text>", svg)][:4] == ["50", "60", "70", "80"]
 
 
-def test_hashing_charts_put_map_against_bits_one_line_per_method(registry):
+def test_hashing_charts_put_map_against_bits_one_line_per_method():
     from benchmark.web import _bits_chart
 
     def row(method, bits, value, settings="defaults"):
@@ -104,6 +98,9 @@ def test_check_guards_the_page_once_it_is_committed(registry, make_result, tmp_p
     checked = runner.invoke(cli, ["leaderboard", "check", *args])
     assert checked.exit_code == 1
     assert "index.html" in checked.output and "build --html" in checked.output
+    # A plain build keeps an existing page in step with the tables.
+    assert runner.invoke(cli, ["leaderboard", "build", *args]).exit_code == 0
+    assert runner.invoke(cli, ["leaderboard", "check", *args]).exit_code == 0
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -114,7 +111,7 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run does)")
-def test_the_page_renders_and_sorts_in_headless_chromium(registry, make_result, tmp_path, page):
+def test_the_page_renders_and_sorts_in_headless_chromium(tmp_path, page):
     html = tmp_path / "index.html"
     html.write_text(page)
     # Sorted by the method column, ascending, through the page's own script.

@@ -27,8 +27,9 @@ def checkpoint_of(path: Path) -> Path:
     result = read_result(path)
     if "checkpoint" not in result:
         raise BenchError(
-            f"{path} names no checkpoint: the run was made with "
-            f"--no-save-checkpoint, so it cannot be re-scored."
+            f"{path} names no checkpoint: the run was made with --no-save-checkpoint, so it "
+            f"cannot be re-scored, nor its retrieval grid drawn (`bench report --no-grid` draws "
+            f"its curves alone)."
         )
     return path.parent / result["checkpoint"]
 

@@ -88,7 +88,7 @@ def retrieval_metrics(
     max_k = max(ks, default=1)
     full = "map" in others
     order = torch.argsort(num_relevant, stable=True)
-    gallery_bias = None if distance == "cosine" else -gallery.square().sum(1)
+    gallery_bias = distance_bias(gallery, distance)
     blocks = []
     for start in range(0, len(query), block_size):
         rows = order[start : start + block_size]
@@ -177,6 +177,11 @@ def relevant_counts(query_labels: Tensor, gallery_labels: Tensor, exclude_self: 
     at = torch.searchsorted(labels, query_labels).clamp(max=len(labels) - 1)
     found = labels[at] == query_labels
     return torch.where(found, counts[at], 0) - int(exclude_self)
+
+
+def distance_bias(gallery: Tensor, distance: Distance) -> Tensor | None:
+    """closeness()'s gallery term: None for cosine, -|g|^2 for euclidean (rows as ranked)."""
+    return None if distance == "cosine" else -gallery.square().sum(1)
 
 
 def closeness(query: Tensor, gallery: Tensor, gallery_bias: Tensor | None) -> Tensor:

@@ -4,7 +4,6 @@ under template/ (package data), with a protocol derived from cpu-smoke."""
 from __future__ import annotations
 
 import json
-import keyword
 import re
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ FILES = {
 
 def plugin_names(name: str) -> dict[str, str]:
     """The names the templates use; a BenchError for a name that cannot be all of them."""
-    if not PLUGIN_NAME.match(name) or keyword.iskeyword(name) or len(name) > 40:
+    if not PLUGIN_NAME.match(name) or len(name) > 40:
         raise BenchError(
             f"Plugin name {name!r} is not usable: use lowercase letters and digits, starting "
             f"with a letter, words joined by '-' or '_' (at most 40 characters), e.g. 'my-loss'."

@@ -77,12 +77,14 @@ def check_repeated(probe: Probe) -> str:
 def check_order(probe: Probe) -> str:
     """The loss of a permuted batch equals the loss of the batch."""
     outputs, batch = probe.sample
-    criterion, outputs = probe.criterion(), leaves(outputs)
+    outputs = leaves(outputs)
     order = torch.randperm(len(batch.labels), generator=torch.Generator().manual_seed(1))
     order = order.to(batch.labels.device)
     permuted_outputs = {name: value.detach()[order] for name, value in outputs.items()}
-    first = loss_and_gradients(criterion, outputs, batch).item()
-    second = loss_and_gradients(criterion, permuted_outputs, permuted(batch, order)).item()
+    # A fresh criterion for each order: one that updates state in training (a memory bank,
+    # per-image weights) would otherwise see the second batch differently.
+    first = loss_and_gradients(probe.criterion(), outputs, batch).item()
+    second = loss_and_gradients(probe.criterion(), permuted_outputs, permuted(batch, order)).item()
     if not torch.isclose(torch.tensor(first), torch.tensor(second), **ORDER_TOLERANCE):
         raise CheckFailed(
             f"the loss is {first:.6g} on a batch and {second:.6g} on the same batch reordered; "
