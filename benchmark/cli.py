@@ -59,7 +59,11 @@ def cli() -> None:
 @cli.command()
 @click.option("--plugin", "--method", "-p", "method", required=True, help="Method to run.")
 @click.option("--dataset", "-d", required=True, help="Dataset to train and evaluate on.")
-@click.option("--protocol", default="cpu-smoke", show_default=True, help="Name or JSON path.")
+@click.option(
+    "--protocol",
+    default=None,
+    help="Name or JSON path [default: the dataset's standard protocol, which the run names].",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--seeds",
@@ -152,7 +156,7 @@ def run(
     trackers,
 ) -> None:
     """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file per seed."""
-    from benchmark.config import build_run_config
+    from benchmark.config import build_run_config, choose_protocol, protocol_notes
     from benchmark.stats import parse_seeds
 
     try:
@@ -174,10 +178,11 @@ def run(
     from benchmark.trackers import build_trackers
 
     loaded = registry(build_trackers(trackers) if trackers else ())
+    choice = choose_protocol(loaded, dataset, protocol)
     configs = [
         build_run_config(
-            loaded, method=method, dataset=dataset, protocol=protocol, seed=one, preset=preset,
-            overrides=overrides, select_on=select_on,
+            loaded, method=method, dataset=dataset, protocol=choice.name_or_path, seed=one,
+            preset=preset, overrides=overrides, select_on=select_on,
         )
         for one in seed_list
     ]  # fmt: skip
@@ -185,6 +190,8 @@ def run(
         from benchmark.engine.folds import fold_config
 
         configs = [fold_config(configs[0], folds, fold) for fold in range(folds)]
+    for note in protocol_notes(loaded, configs[0], choice):
+        click.echo(note, err=True)
     if dry_run:
         document = {"fingerprint": configs[0].fingerprint, "config": configs[0].to_dict()}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
@@ -194,8 +201,7 @@ def run(
     from benchmark.engine.run import RunOptions, execute, pick_device
 
     if nproc is not None:  # does not return: torchrun runs this command again
-        data_cfg = configs[0].protocol["data"]
-        distributed.launch(nproc, data_cfg["classes_per_batch"] * data_cfg["samples_per_class"])
+        distributed.launch(nproc, configs[0].protocol.data.batch_size)
     world = distributed.start(pick_device(device))
     options = RunOptions(
         resolve_data_root(data_root),
@@ -213,7 +219,8 @@ def run(
     try:
         for config in configs:
             say(
-                f"{method} on {dataset}, protocol {protocol}, seed {config.seed}, "
+                f"{method} on {dataset}, protocol {config.protocol.name} "
+                f"v{config.protocol.version}, seed {config.seed}, "
                 f"fingerprint {config.fingerprint[:12]}",
                 err=True,
             )

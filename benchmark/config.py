@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -13,9 +15,10 @@ from typing import Any
 
 import jsonschema
 
-from benchmark.errors import BenchError
+from benchmark.errors import BenchError, suggest
 from benchmark.models.weights import check_pretrained
-from benchmark.plugins import Registry, suggest
+from benchmark.plugins import Registry
+from benchmark.protocol import DESCRIPTIVE_KEYS, DataSettings, Protocol, effective
 from benchmark.specs import BackboneSpec, DatasetSpec, MethodSpec
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -67,7 +70,7 @@ class RunConfig:
     preset: str
     hparams: Mapping[str, Any]
     dataset: str
-    protocol: Mapping[str, Any]
+    protocol: Protocol
     seed: int
     overrides: tuple[str, ...] = ()
 
@@ -75,9 +78,9 @@ class RunConfig:
         return {
             "method": self.method,
             "preset": self.preset,
-            "hparams": dict(self.hparams),
+            "hparams": copy.deepcopy(dict(self.hparams)),
             "dataset": self.dataset,
-            "protocol": copy.deepcopy(dict(self.protocol)),
+            "protocol": self.protocol.to_json(),
             "seed": self.seed,
             "overrides": list(self.overrides),
         }
@@ -86,13 +89,30 @@ class RunConfig:
     def fingerprint(self) -> str:
         return fingerprint(self.to_dict())
 
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> RunConfig:
+        """The config a result file or checkpoint stored (`to_dict`), its protocol typed; one
+        written before the typed protocol gets its defaults filled in."""
+        return cls(
+            stored["method"], stored["preset"], dict(stored["hparams"]), stored["dataset"],
+            Protocol.from_json(stored["protocol"]), stored["seed"], tuple(stored["overrides"]),
+        )  # fmt: skip
+
 
 def fingerprint(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of what decides the numbers.
 
     Left out: the seed (replicates share a fingerprint), the preset label and the override list
-    (their effect is in the hyper-parameters and protocol)."""
+    (their effect is in the hyper-parameters and protocol), and what a protocol says it is meant
+    for (protocol.DESCRIPTIVE_KEYS). A run records its protocol's effective values, so the print
+    of a stored config is the print of the run; files written before the typed protocol keep
+    theirs, computed the same way over what they stored."""
     decisive = {k: config[k] for k in ("method", "hparams", "dataset", "protocol")}
+    protocol = decisive["protocol"]
+    decisive["protocol"] = {k: v for k, v in protocol.items() if k not in DESCRIPTIVE_KEYS}
     return hashlib.sha256(canonical_json(decisive).encode()).hexdigest()
 
 
@@ -100,12 +120,51 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """Which protocol a run takes and what the user should be told about it."""
+
+    name_or_path: str
+    note: str | None = None  # for the console: which default was taken
+
+
+def choose_protocol(registry: Registry, dataset: str, requested: str | None) -> ProtocolChoice:
+    """The protocol asked for, else the dataset's standard one (DatasetSpec.protocol)."""
+    spec = registry.dataset(dataset)
+    if requested is not None:
+        return ProtocolChoice(requested)
+    if spec.protocol is None:
+        raise BenchError(
+            f"Dataset '{dataset}' declares no standard protocol: name one with --protocol "
+            f"(bench list protocols)."
+        )
+    return ProtocolChoice(
+        spec.protocol, f"protocol {spec.protocol}: the standard protocol of {dataset}"
+    )
+
+
+def protocol_notes(registry: Registry, config: RunConfig, choice: ProtocolChoice) -> list[str]:
+    """What to tell the user about the protocol of a run: the default taken, a warning when it
+    is not meant for the dataset, and the method's own paper protocol for it."""
+    notes = [] if choice.note is None else [choice.note]
+    protocol, dataset = config.protocol, config.dataset
+    if not protocol.meant_for(dataset):
+        notes.append(
+            f"warning: protocol {protocol.name} is meant for {', '.join(protocol.datasets)}, "
+            f"not {dataset}; its results are not ranked in {dataset}'s standard table."
+        )
+    paper = registry.method(config.method).paper_protocols.get(dataset)
+    if paper is not None and paper != protocol.name:
+        notes.append(f"{config.method}'s own paper protocol for {dataset}: --protocol {paper}")
+    return notes
+
+
 def build_run_config(
     registry: Registry,
     *,
     method: str,
     dataset: str,
-    protocol: str = "cpu-smoke",
+    protocol: str | None = None,
     seed: int = 0,
     preset: str | None = None,
     overrides: Sequence[str] = (),
@@ -113,62 +172,77 @@ def build_run_config(
 ) -> RunConfig:
     """Resolve names, merge method defaults (or a preset) and overrides, validate everything.
 
+    protocol: a registered name or a file path; None: the dataset's standard protocol.
     select_on: shorthand for the override eval.selection=<value> (validation, last or test).
     """
     if select_on is not None:
         overrides = (*overrides, f"eval.selection={select_on}")
     method_spec = registry.method(method)
     dataset_spec = registry.dataset(dataset)
-    if dataset_spec.task not in method_spec.tasks:
-        raise BenchError(
-            f"Method '{method}' supports the tasks {', '.join(method_spec.tasks)}, "
-            f"but dataset '{dataset}' is a '{dataset_spec.task}' dataset. "
-            f"Choose a {'/'.join(method_spec.tasks)} dataset: "
-            f"{_datasets_for(registry, method_spec)}."
-        )
-    resolved = resolve_protocol(registry, protocol)
-    resolved["data"].setdefault("dataset_options", {})
+    _check_task(registry, method_spec, dataset_spec)
+    chosen = choose_protocol(registry, dataset, protocol).name_or_path
+    resolved = effective(resolve_protocol(registry, chosen))
     preset_name, hparams = _preset(method_spec, preset)
     for item in overrides:
         _apply_override(item, resolved, hparams, method_spec)
     validate(resolved, load_schema("protocol.schema.json"), "protocol after --set")
     validate(hparams, dict(method_spec.hparam_schema), f"hyper-parameters of method '{method}'")
-    _check_dataset_options(dataset_spec, resolved["data"]["dataset_options"])
-    _check_selection(resolved)
-    _apply_backbone(registry.backbone(resolved["model"]["backbone"]), resolved)
-    return RunConfig(method, preset_name, hparams, dataset, resolved, seed, tuple(overrides))
+    typed = Protocol.from_json(resolved)
+    typed = typed.replace(data=_dataset_options(dataset_spec, typed.data))
+    _check_selection(typed)
+    typed = _apply_backbone(registry.backbone(typed.model.backbone), typed)
+    return RunConfig(method, preset_name, hparams, dataset, typed, seed, tuple(overrides))
 
 
-def _apply_backbone(spec: BackboneSpec, protocol: dict[str, Any]) -> None:
-    """Check the weights asked for; a backbone's input convention replaces the protocol's
-    normalisation (recorded in the config, hence in the fingerprint)."""
-    check_pretrained(spec, protocol["model"])
-    convention = spec.input_convention
-    if convention is not None:
-        protocol["data"].update(
-            channels=convention.channels,
-            pixel_range=float(convention.pixel_range),
-            mean=[float(value) for value in convention.mean],
-            std=[float(value) for value in convention.std],
+def _check_task(registry: Registry, method: MethodSpec, dataset: DatasetSpec) -> None:
+    if dataset.task not in method.tasks:
+        raise BenchError(
+            f"Method '{method.name}' supports the tasks {', '.join(method.tasks)}, "
+            f"but dataset '{dataset.name}' is a '{dataset.task}' dataset. "
+            f"Choose a {'/'.join(method.tasks)} dataset: {_datasets_for(registry, method)}."
         )
 
 
-def _check_selection(protocol: Mapping[str, Any]) -> None:
-    if protocol["eval"].get("selection") == "validation" and "validation" not in protocol["eval"]:
+def _apply_backbone(spec: BackboneSpec, protocol: Protocol) -> Protocol:
+    """Check the weights asked for; a backbone's input convention replaces the protocol's
+    normalisation (recorded in the config, hence in the fingerprint)."""
+    check_pretrained(spec, protocol.model.pretrained)
+    convention = spec.input_convention
+    if convention is None:
+        return protocol
+    data = dataclasses.replace(
+        protocol.data,
+        channels=convention.channels,
+        pixel_range=float(convention.pixel_range),
+        mean=tuple(float(value) for value in convention.mean),
+        std=tuple(float(value) for value in convention.std),
+    )
+    return protocol.replace(data=data)
+
+
+def _check_selection(protocol: Protocol) -> None:
+    if protocol.eval.selection == "validation" and protocol.eval.validation is None:
         raise BenchError(
-            f"Protocol '{protocol['name']}' selects on the validation split but defines none: "
+            f"Protocol '{protocol.name}' selects on the validation split but defines none: "
             f"add eval.validation ({{fraction, seed}}) or select on 'last'."
         )
 
 
-def _check_dataset_options(spec: DatasetSpec, options: dict[str, Any]) -> None:
+def _dataset_options(spec: DatasetSpec, data: DataSettings) -> DataSettings:
+    """data.dataset_options checked against the dataset's schema, its defaults filled in."""
+    options = dict(data.dataset_options)
     if options and not spec.options_schema:
         raise BenchError(
             f"Dataset '{spec.name}' takes no options, but data.dataset_options "
             f"sets {', '.join(sorted(options))}."
         )
-    if spec.options_schema:
-        validate(options, dict(spec.options_schema), f"data.dataset_options of '{spec.name}'")
+    if not spec.options_schema:
+        return data
+    validate(options, dict(spec.options_schema), f"data.dataset_options of '{spec.name}'")
+    for name, schema in spec.options_schema.get("properties", {}).items():
+        if "default" in schema:
+            options.setdefault(name, copy.deepcopy(schema["default"]))
+    return dataclasses.replace(data, dataset_options=options)
 
 
 def _datasets_for(registry: Registry, spec: MethodSpec) -> str:
@@ -202,6 +276,11 @@ def _apply_override(
 
 
 def _protocol_slot(key: str, protocol: dict[str, Any], spec: MethodSpec) -> tuple[dict, str]:
+    if key in FIXED_PROTOCOL_KEYS or key in DESCRIPTIVE_KEYS:
+        raise BenchError(
+            f"--set {key}: the protocol's {key} is fixed by its protocol file; write a protocol "
+            f"file of your own (with another name) and pass it with --protocol."
+        )
     *parents, leaf = key.split(".")
     node: Any = protocol
     for part in parents:
@@ -209,14 +288,20 @@ def _protocol_slot(key: str, protocol: dict[str, Any], spec: MethodSpec) -> tupl
     # dataset_options are checked against the dataset's own schema afterwards
     free = key.startswith("data.dataset_options.") and len(parents) == 2
     known_leaf = isinstance(node, dict) and (leaf in node or free or _schema_allows(key))
-    if not known_leaf or key in FIXED_PROTOCOL_KEYS or isinstance(node.get(leaf), dict):
-        choices = [
-            *_leaf_paths(protocol),
-            *(f"method.{k}" for k in spec.hparam_schema.get("properties", {})),
-        ]
-        same_leaf = [c for c in choices if c.rsplit(".", 1)[-1] == leaf]
-        raise BenchError(f"--set: unknown key '{key}'.{suggest(key, choices, same_leaf)}")
+    if not known_leaf or isinstance(node.get(leaf), dict):
+        raise BenchError(f"--set: unknown key '{key}'.{_suggest_key(key, protocol, spec)}")
     return node, leaf
+
+
+def _suggest_key(key: str, protocol: dict[str, Any], spec: MethodSpec) -> str:
+    """Close protocol paths and hyper-parameters: `bta` finds `beta`, `lr` finds its path."""
+    hparams = list(spec.hparam_schema.get("properties", {}))
+    paths = _leaf_paths(protocol)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [path for path in paths if path.rsplit(".", 1)[-1] == leaf]
+    close = difflib.get_close_matches(key.removeprefix("method."), hparams, n=3, cutoff=0.6)
+    close += difflib.get_close_matches(key, paths, n=3, cutoff=0.6)
+    return suggest(key, [*paths, *(f"method.{k}" for k in hparams)], same_leaf or close)
 
 
 def _schema_allows(key: str) -> bool:
@@ -232,7 +317,7 @@ def _leaf_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             paths.extend(_leaf_paths(value, f"{path}."))
-        elif path not in FIXED_PROTOCOL_KEYS:
+        elif path not in (*FIXED_PROTOCOL_KEYS, *DESCRIPTIVE_KEYS):
             paths.append(path)
     return paths
 

@@ -7,7 +7,6 @@ $BENCH_PLUGINS (a comma list; empty = none) chooses which installed entry points
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import os
 import re
@@ -20,7 +19,7 @@ import jsonschema
 import pluggy
 
 from benchmark import hookspecs
-from benchmark.errors import BenchError, StopRun
+from benchmark.errors import BenchError, StopRun, suggest
 from benchmark.hookcalls import call_plugin, implementers, say, trace_hook_calls, trace_requested
 from benchmark.specs import TASKS, BackboneSpec, DatasetSpec, MethodSpec
 
@@ -100,14 +99,6 @@ class Registry:
         say(
             f"warning: plugin '{name}': {message}; the run goes on (its later errors are not shown)"
         )
-
-
-def suggest(name: str, choices: Iterable[str], preferred: Iterable[str] = ()) -> str:
-    """'Did you mean ...? Available: ...' for an unknown name; `preferred` matches come first."""
-    choices = sorted(choices)
-    close = list(preferred) or difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"{hint} Available: {', '.join(choices) or '(none)'}."
 
 
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:

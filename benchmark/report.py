@@ -159,18 +159,33 @@ def plugins_table(registry: Registry) -> str:
 def listing(registry: Registry, kind: str) -> tuple[list[list[str]], list[str]]:
     table = getattr(registry, kind)
     if kind == "protocols":
-        rows = [[n, p["version"], p["kind"], p["summary"]] for n, p in sorted(table.items())]
-        return rows, ["protocol", "version", "kind", "summary"]
+        rows = [
+            [n, p["version"], p["kind"], ", ".join(p.get("datasets", ())) or "-", p["summary"]]
+            for n, p in sorted(table.items())
+        ]
+        return rows, ["protocol", "version", "kind", "for", "summary"]
     rows = []
     for name, spec in sorted(table.items()):
-        detail = {
-            "datasets": lambda s: s.task,
-            "methods": lambda s: ", ".join(s.tasks),
-            "backbones": lambda s: ", ".join(s.weights) or "-",
-        }[kind](spec)
-        rows.append([name, detail, registry.owner(kind, name).name, spec.summary])
-    column = {"datasets": "task", "methods": "tasks", "backbones": "weights"}[kind]
-    return rows, [kind[:-1], column, "plugin", "summary"]
+        details = _LISTED[kind](spec)
+        rows.append([name, *details, registry.owner(kind, name).name, spec.summary])
+    return rows, [kind[:-1], *_COLUMNS[kind], "plugin", "summary"]
+
+
+_LISTED = {
+    "datasets": lambda spec: (spec.task, spec.protocol or "-"),
+    "methods": lambda spec: (", ".join(spec.tasks), _paper_protocols(spec)),
+    "backbones": lambda spec: (", ".join(spec.weights) or "-",),
+}
+_COLUMNS = {
+    "datasets": ("task", "protocol"),
+    "methods": ("tasks", "paper protocols"),
+    "backbones": ("weights",),
+}
+
+
+def _paper_protocols(spec) -> str:
+    mapping = spec.paper_protocols
+    return ", ".join(f"{mapping[d]} ({d})" for d in sorted(mapping)) or "-"
 
 
 class ConsoleReporter:

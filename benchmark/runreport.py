@@ -68,11 +68,11 @@ def write_report(
 
 def retrieval_grid(run: RestoredRun, queries: int, top_k: int) -> Grid:
     """The top-k gallery items of `queries` evenly spaced test queries, as the run ranks them."""
-    protocol = run.config["protocol"]
+    protocol = run.config.protocol
     query, gallery = run.pipeline.query, run.pipeline.gallery
     q_vectors, q_labels, g_vectors, g_labels = embed_both(
-        run.model, query, gallery, run.method.eval_output, protocol["eval"]["batch_size"],
-        run.device, protocol["train"]["amp"], protocol["data"],
+        run.model, query, gallery, run.method.eval_output, protocol.eval.batch_size,
+        run.device, protocol.train.amp, protocol.data,
     )  # fmt: skip
     chosen = np.unique(np.linspace(0, len(q_vectors) - 1, queries).round().astype(int))
     index = torch.as_tensor(chosen, device=q_vectors.device)

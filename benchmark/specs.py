@@ -60,8 +60,12 @@ class DatasetSpec:
     layout: str = ""  # the files expected under the data root, for `bench data info`
     counts: Mapping[str, int] = field(default_factory=dict)  # the official split sizes
     # JSON schema of the keyword options `load` accepts (`load(root, **options)`), set by a
-    # protocol's data.dataset_options; empty: the dataset takes none.
+    # protocol's data.dataset_options; empty: the dataset takes none. A property's "default" is
+    # filled in before the run, so the fingerprint sees it.
     options_schema: Mapping[str, Any] = field(default_factory=dict)
+    # The protocol a run takes when none is named (e.g. cpu-smoke for synthetic data); None:
+    # runs must name one.
+    protocol: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,9 @@ class MethodSpec:
     fidelity: Literal["faithful", "reconstructed"] = "faithful"
     fidelity_notes: str = ""
     reported: tuple[Reported, ...] = ()
+    # The method's own paper recipe per dataset, {dataset: protocol name} (protocols of kind
+    # "paper" the plugin registers): shown by `bench list methods` and `bench run --dry-run`.
+    paper_protocols: Mapping[str, str] = field(default_factory=dict)
     # False when the loss legitimately depends on the order of a batch (sampling tied to
     # positions); `bench check` then skips its batch-order check.
     order_invariant: bool = True

@@ -64,7 +64,7 @@ def main() -> None:
             load.append(time.perf_counter() - started)
         size = path.stat().st_size
     parameters = sum(p.numel() for p in progress.state.model.parameters())
-    row = [args.protocol, config.protocol["model"]["backbone"], args.method,
+    row = [args.protocol, config.protocol.model.backbone, args.method,
            f"{parameters / 1e6:.1f}", f"{size / 2**20:.0f}", f"{min(save):.2f}",
            f"{min(load):.2f}"]  # fmt: skip
     headers = ["protocol", "backbone", "method", "parameters M", "file MiB", "save s", "load s"]
@@ -75,20 +75,20 @@ def main() -> None:
 
 def trained_progress(registry, config) -> RunProgress:
     """The run's objects after one optimizer step, with best weights kept."""
-    model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
+    model_cfg, train_cfg = config.protocol.model, config.protocol.train
     method, cpu = registry.method(config.method), torch.device("cpu")
-    backbone = registry.backbone(model_cfg["backbone"]).build(None)
+    backbone = registry.backbone(model_cfg.backbone).build(None)
     model = build_model(backbone, method.heads, model_cfg)
     context = BuildContext(
-        hparams=dict(config.hparams), embedding_dim=model_cfg["embedding_dim"],
+        hparams=dict(config.hparams), embedding_dim=model_cfg.embedding_dim,
         num_classes=CLASSES, num_train_images=5864, num_attributes=0, device=cpu,
         class_ids=tuple(range(CLASSES)),
     )  # fmt: skip
     criterion = method.build(context)
     optimizer = build_optimizer(model, criterion, train_cfg)
-    scheduler = build_scheduler(optimizer, 100, train_cfg["schedule"])
+    scheduler = build_scheduler(optimizer, 100, train_cfg.schedule)
     state = TrainState(model, criterion, optimizer, scheduler, grad_scaler(cpu, False), cpu, False)
-    crop = config.protocol["data"]["crop"]
+    crop = config.protocol.data.crop
     batch = Batch(torch.randn(2, 3, crop, crop), torch.tensor([0, 0]), torch.arange(2))
     loss, _ = split_loss(criterion(model(batch.images), batch))
     loss.backward()

@@ -87,9 +87,9 @@ class Steps:
 
 def harness_loader(config, splits, data_root: Path, harness: TrainState, pipeline: str):
     """The run's own training batches (benchmark.engine.loop.training_batches)."""
-    data_cfg = config.protocol["data"]
+    data_cfg = config.protocol.data
     if pipeline == "prepared":
-        prepare_dataset(splits, data_root, config.dataset, data_cfg["resize"], data_cfg["crop"])
+        prepare_dataset(splits, data_root, config.dataset, data_cfg.resize, data_cfg.crop)
     built = build_pipeline(splits, data_cfg, data_root, config.dataset)
     assert built.name == pipeline, f"wanted the {pipeline} pipeline, got {built.name}"
     return training_batches(config, splits, built, None, harness)[1]
@@ -103,12 +103,12 @@ def warm_plain_cache(loader) -> None:
 
 
 def bare_batch(config, splits, device: torch.device) -> Batch:
-    data_cfg = config.protocol["data"]
+    data_cfg = config.protocol.data
     classes = torch.as_tensor(sorted(set(splits.train.labels.tolist())))[
-        : data_cfg["classes_per_batch"]
+        : data_cfg.classes_per_batch
     ]
     labels = classes.repeat_interleave(SAMPLES_PER_CLASS).to(device)
-    size = data_cfg["crop"]
+    size = data_cfg.crop
     images = torch.randn(len(labels), 3, size, size, device=device)
     return Batch(images, labels, torch.arange(len(labels), device=device))
 

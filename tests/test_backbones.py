@@ -3,6 +3,7 @@ convention in the data pipeline; frozen batch norm; the single-GPU speed options
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -20,9 +21,13 @@ from benchmark.models.backbones import GoogLeNetTrunk, build_convnet_small, buil
 from benchmark.models.bninception import BNInception, _fits
 from benchmark.models.model import build_model
 from benchmark.models.weights import build_backbone, file_sha256
+from benchmark.protocol import ModelSettings, Protocol
 from benchmark.specs import Batch
 
-MODEL_CFG = {"embedding_dim": 16, "normalize": True, "pooling": "max", "freeze_bn": False}
+MODEL_CFG = ModelSettings(
+    backbone="convnet-small", pretrained=None, pooling="max", embedding_dim=16, normalize=True,
+    freeze_bn=False,
+)  # fmt: skip
 # Names and shapes of the Caffe port's state dict (pretrainedmodels' bninception).
 PORT_SHAPES = {
     "conv1_7x7_s2.weight": (64, 3, 7, 7),
@@ -127,7 +132,7 @@ def test_the_protocol_needs_a_sha256_for_a_weights_file_and_known_weight_names(r
         "(it offers: none)."
     )
     pinned = config(registry, "model.pretrained=./bn.pth", f"model.pretrained_sha256={'b' * 64}")
-    assert pinned.protocol["model"]["pretrained_sha256"] == "b" * 64
+    assert pinned.protocol.model.pretrained_sha256 == "b" * 64
 
 
 def config(registry, *overrides):
@@ -135,10 +140,11 @@ def config(registry, *overrides):
 
 
 def test_bninception_runs_get_bgr_0_255_inputs_minus_the_caffe_mean(registry):
-    data_cfg = config(registry, "model.backbone=bninception").protocol["data"]
-    assert (data_cfg["channels"], data_cfg["pixel_range"]) == ("bgr", 255.0)
-    assert (data_cfg["mean"], data_cfg["std"]) == ([104.0, 117.0, 128.0], [1.0, 1.0, 1.0])
-    assert "channels" not in config(registry).protocol["data"]  # others keep the protocol's
+    data_cfg = config(registry, "model.backbone=bninception").protocol.data
+    assert (data_cfg.channels, data_cfg.pixel_range) == ("bgr", 255.0)
+    assert (data_cfg.mean, data_cfg.std) == ((104.0, 117.0, 128.0), (1.0, 1.0, 1.0))
+    plain_data = config(registry).protocol.data  # others keep the protocol's
+    assert (plain_data.channels, plain_data.pixel_range) == ("rgb", 1.0)
     pixels = np.zeros((64, 64, 3), dtype=np.uint8)
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = 200, 100, 50  # R, G, B
     expected = torch.tensor([50 - 104.0, 100 - 117.0, 200 - 128.0])  # B, G, R
@@ -151,7 +157,9 @@ def test_bninception_runs_get_bgr_0_255_inputs_minus_the_caffe_mean(registry):
 
 def test_frozen_batch_norm_keeps_running_statistics_in_a_training_forward():
     backbone = build_convnet_small(None)
-    model = build_model(backbone, ("embedding",), {**MODEL_CFG, "freeze_bn": True}).train()
+    model = build_model(
+        backbone, ("embedding",), dataclasses.replace(MODEL_CFG, freeze_bn=True)
+    ).train()
     norm = backbone.features[1]
     before = norm.running_mean.clone()
     model(torch.randn(4, 3, 16, 16) * 10 + 5)
@@ -196,19 +204,20 @@ def test_timm_backbones_resolve_by_name_and_pool_as_their_model(registry):
         registry.backbone("timm:test_vitt")
 
 
-def test_channels_last_and_compile_are_applied_to_the_model(monkeypatch):
+def test_channels_last_and_compile_are_applied_to_the_model(monkeypatch, registry):
+    train = Protocol.from_json(registry.protocol("cpu-smoke")).train
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda module: compiled.append(module))
     model = build_model(build_convnet_small(None), ("embedding",), MODEL_CFG)
     seen = []
     model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    apply_speed_options(model, {"channels_last": True, "compile": True})
+    apply_speed_options(model, dataclasses.replace(train, channels_last=True, compile=True))
     assert compiled == [model.backbone]  # nn.Module.compile: the state-dict names stay
     assert model.backbone.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     model(torch.randn(2, 3, 16, 16))
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
     untouched = build_model(build_convnet_small(None), ("embedding",), MODEL_CFG)
-    apply_speed_options(untouched, {})
+    apply_speed_options(untouched, train)
     assert untouched.backbone.features[0].weight.is_contiguous() and compiled == [model.backbone]
 
 

@@ -10,15 +10,13 @@ from benchmark.config import build_run_config
 from benchmark.data.loading import ImageDataset, build_transform, collate
 from benchmark.engine.run import RunOptions, execute
 from benchmark.errors import BenchError
+from benchmark.protocol import DataSettings
 from benchmark.specs import ImageSet
 
-DATA_CFG = {
-    "crop": 8,
-    "augment": "center-crop",
-    "hflip": False,
-    "mean": [0.5] * 3,
-    "std": [0.5] * 3,
-}
+DATA_CFG = DataSettings(
+    resize=8, crop=8, augment="center-crop", hflip=False, mean=(0.5,) * 3, std=(0.5,) * 3,
+    classes_per_batch=2, samples_per_class=2, num_workers=0, cache=False,
+)  # fmt: skip
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry
 def test_bad_input_exits_2_with_a_message_and_no_traceback(runner, args, message):
     result = runner.invoke(cli, ["run", *args])
     assert result.exit_code == 2
-    assert result.stderr.startswith(message)
+    error = result.stderr[result.stderr.index("Error: ") :]  # after the protocol note, if any
+    assert error.startswith(message)
     assert "Traceback" not in result.output
 
 
@@ -105,20 +106,20 @@ def test_list_methods(runner):
     result = runner.invoke(cli, ["list", "methods"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["method", "tasks", "plugin", "summary"]
+    assert lines[0].split() == ["method", "tasks", "paper", "protocols", "plugin", "summary"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert [n for n in rows if not n.startswith("pml-")] == [
         "binomial", "csq", "ics", "ms", "pddm", "sgml",
     ]  # fmt: skip
     assert len([n for n in rows if n.startswith("pml-")]) == 16
-    assert "retrieval, query-gallery  ms" in rows["ms"]
-    assert rows["csq"].split()[:3] == ["csq", "hashing", "ics"]
-    assert "retrieval, query-gallery  sgml" in rows["sgml"]
+    assert rows["ms"].split()[:5] == ["ms", "retrieval,", "query-gallery", "-", "ms"]
+    assert rows["csq"].split()[:4] == ["csq", "hashing", "-", "ics"]
+    assert "sgml-cub (cub), sgml-inshop (inshop)  sgml" in rows["sgml"]
 
 
 def test_list_protocols_and_backbones(runner):
     protocols = runner.invoke(cli, ["list", "protocols"]).stdout.splitlines()
-    assert protocols[2].split()[:3] == ["cpu-smoke", "3", "standard"]
+    assert protocols[2].split()[:3] == ["cpu-smoke", "4", "standard"]
     backbones = runner.invoke(cli, ["list", "backbones"]).stdout.splitlines()
     assert [line.split()[0] for line in backbones[2:]] == [
         "bninception", "convnet-small", "googlenet", "resnet18", "resnet50", "timm",

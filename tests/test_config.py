@@ -22,8 +22,8 @@ def config(registry, *overrides, **kwargs):
 
 def test_cpu_smoke_resolves_with_the_method_defaults(registry):
     resolved = config(registry)
-    assert resolved.protocol["name"] == "cpu-smoke"
-    assert resolved.protocol["model"]["backbone"] == "convnet-small"
+    assert resolved.protocol.name == "cpu-smoke"
+    assert resolved.protocol.model.backbone == "convnet-small"
     assert dict(resolved.hparams) == {"alpha": 2.0, "beta": 40.0, "base": 0.5, "margin": 0.1}
     assert resolved.preset == "default"
     assert re.fullmatch(r"[0-9a-f]{64}", resolved.fingerprint)
@@ -38,10 +38,10 @@ def test_overrides_reach_protocol_fields_and_hyper_parameters(registry):
         "data.hflip=false",
         "model.pretrained=null",
     )
-    assert resolved.protocol["train"]["epochs"] == 3
+    assert resolved.protocol.train.epochs == 3
     assert resolved.hparams["beta"] == 50.0 and isinstance(resolved.hparams["beta"], float)
     assert resolved.hparams["base"] == 1.0
-    assert resolved.protocol["data"]["hflip"] is False
+    assert resolved.protocol.data.hflip is False
     assert resolved.overrides == (
         "train.epochs=3",
         "beta=50",
@@ -75,11 +75,13 @@ def test_presets_switch_hyper_parameters(registry):
     ("item", "message"),
     [
         ("train.epochz=3", "--set: unknown key 'train.epochz'. Did you mean 'train.epochs',"),
-        ("betta=3", "--set: unknown key 'betta'. Did you mean 'method.beta'"),
+        ("betta=3", "--set: unknown key 'betta'. Did you mean 'beta'?"),
+        ("bta=50", "--set: unknown key 'bta'. Did you mean 'beta'?"),
         ("epochs", "--set 'epochs': expected key=value, e.g. --set train.epochs=3."),
         ("train.epochs=three", '--set train.epochs: expected a int like 6, got "three".'),
         ("data.hflip=1", "--set data.hflip: expected a bool like true, got 1."),
-        ("name=other", "--set: unknown key 'name'."),
+        ("name=other", "--set name: the protocol's name is fixed by its protocol file;"),
+        ("version=9", "--set version: the protocol's version is fixed by its protocol file;"),
         ("train=3", "--set: unknown key 'train'."),
     ],
 )
@@ -120,7 +122,7 @@ def test_protocol_by_path_and_unknown_name(registry, tmp_path):
     source = registry.protocols["cpu-smoke"]
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({**source, "name": "mine"}))
-    assert config(registry, protocol=str(path)).protocol["name"] == "mine"
+    assert config(registry, protocol=str(path)).protocol.name == "mine"
     with pytest.raises(BenchError, match="Unknown protocol 'cpu-smok'. Did you mean 'cpu-smoke'"):
         config(registry, protocol="cpu-smok")
 
@@ -152,8 +154,8 @@ def test_task_mismatch_is_explained():
 
 def test_dataset_options_are_checked_against_the_dataset_schema(registry):
     resolved = config(registry, "data.dataset_options.min_certainty=3")
-    assert resolved.protocol["data"]["dataset_options"] == {"min_certainty": 3}
-    assert config(registry).protocol["data"]["dataset_options"] == {}
+    assert resolved.protocol.data.dataset_options == {"min_certainty": 3}
+    assert config(registry).protocol.data.dataset_options == {"min_certainty": 2}  # its default
     with pytest.raises(BenchError) as error:
         config(registry, "data.dataset_options.attributes=class")
     assert str(error.value) == (
@@ -171,7 +173,7 @@ def test_dataset_options_are_checked_against_the_dataset_schema(registry):
 @pytest.mark.parametrize("name", ["std-dml-512", "std-dml-128", "std-hash"])
 def test_standard_protocols_select_on_validation(registry, name):
     protocol = registry.protocols[name]
-    assert protocol["kind"] == "standard" and protocol["version"] == 1
+    assert protocol["kind"] == "standard" and protocol["version"] == 2
     assert protocol["eval"]["selection"] == "validation" and protocol["eval"]["validation"]
     assert (protocol["model"]["backbone"], protocol["model"]["pretrained"]) == (
         "resnet50",

@@ -12,6 +12,7 @@ from benchmark.engine.optim import lr_factor
 from benchmark.engine.run import RunOptions, execute
 from benchmark.errors import BenchError
 from benchmark.plugins import load_plugins
+from benchmark.protocol import ScheduleSettings
 from benchmark.results import read_result, validate_result, write_result
 
 FAST = ("train.epochs=1", "train.iterations_per_epoch=3", "data.classes_per_batch=4")
@@ -126,7 +127,7 @@ def test_an_invalid_result_is_not_written(short_run, tmp_path):
     ],
 )
 def test_learning_rate_schedule(schedule, iteration, expected):
-    assert lr_factor(iteration, 100, schedule) == pytest.approx(expected)
+    assert lr_factor(iteration, 100, ScheduleSettings(**schedule)) == pytest.approx(expected)
 
 
 def test_the_checkpoint_restores_the_trained_weights(short_run):
@@ -151,9 +152,15 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
 def test_dataset_options_reach_the_loader(registry, data_root):
     from benchmark.engine.run import load_splits
 
+    def protocol(certainty):
+        return build_run_config(
+            registry, method="ms", dataset="synth-cub",
+            overrides=[f"data.dataset_options.min_certainty={certainty}"],
+        ).protocol  # fmt: skip
+
     spec = registry.dataset("synth-cub")
-    strict = load_splits(spec, {"data": {"dataset_options": {"min_certainty": 4}}}, data_root)
-    loose = load_splits(spec, {"data": {"dataset_options": {"min_certainty": 1}}}, data_root)
+    strict = load_splits(spec, protocol(4), data_root)
+    loose = load_splits(spec, protocol(1), data_root)
     assert loose.train.attribute_mask.all()
     assert strict.train.attribute_mask.sum() < loose.train.attribute_mask.sum()
 

@@ -23,7 +23,7 @@ def test_the_folds_partition_the_training_classes(registry, data_root):
     held = []
     for fold in range(4):
         protocol = fold_config(config, 4, fold).protocol
-        assert protocol["eval"]["validation"] == {"folds": 4, "fold": fold, "seed": 0}
+        assert protocol.to_json()["eval"]["validation"] == {"folds": 4, "fold": fold, "seed": 0}
         plan = validation_plan(protocol, splits, "retrieval")
         held.append(set(splits.train.labels[plan.query].tolist()))
     assert sorted(len(classes) for classes in held) == [12, 12, 13, 13]  # 50 classes

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torchvision
@@ -7,8 +9,12 @@ import torchvision
 from benchmark.errors import BenchError
 from benchmark.models.backbones import build_convnet_small, resnet_builder
 from benchmark.models.model import build_model
+from benchmark.protocol import HashSettings, ModelSettings
 
-MODEL_CFG = {"embedding_dim": 16, "normalize": True, "pooling": "avg", "freeze_bn": False}
+MODEL_CFG = ModelSettings(
+    backbone="convnet-small", pretrained=None, pooling="avg", embedding_dim=16, normalize=True,
+    freeze_bn=False,
+)  # fmt: skip
 
 
 def test_convnet_small_model_outputs_normalised_embeddings():
@@ -22,7 +28,7 @@ def test_convnet_small_model_outputs_normalised_embeddings():
 @pytest.mark.parametrize("pooling", ["avg", "max", "avg+max"])
 def test_pooling_variants(pooling):
     model = build_model(
-        build_convnet_small(None), ("embedding",), {**MODEL_CFG, "pooling": pooling}
+        build_convnet_small(None), ("embedding",), replace(MODEL_CFG, pooling=pooling)
     ).eval()
     images = torch.randn(2, 3, 32, 32)
     maps = model.backbone(images)
@@ -35,7 +41,8 @@ def test_pooling_variants(pooling):
 
 
 def test_frozen_batch_norm_stays_in_eval_mode_while_training():
-    model = build_model(build_convnet_small(None), ("embedding",), {**MODEL_CFG, "freeze_bn": True})
+    frozen = replace(MODEL_CFG, freeze_bn=True)
+    model = build_model(build_convnet_small(None), ("embedding",), frozen)
     model.train()
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not any(m.training for m in norms)
@@ -87,7 +94,7 @@ def test_an_attribute_head_without_attributes_is_refused():
 
 
 def test_the_hash_head_is_csqs_official_head_or_a_single_layer():
-    cfg = {**MODEL_CFG, "hash": {"bits": 12, "hidden": 64, "dropout": 0.5}}
+    cfg = replace(MODEL_CFG, hash=HashSettings(bits=12, hidden=64, dropout=0.5))
     model = build_model(build_convnet_small(None), ("hash",), cfg).eval()
     layers = model.heads["hash"].layers
     assert [type(layer).__name__ for layer in layers] == [
@@ -96,8 +103,8 @@ def test_the_hash_head_is_csqs_official_head_or_a_single_layer():
     assert (layers[0].in_features, layers[0].out_features, layers[-1].out_features) == (256, 64, 12)
     codes = model(torch.randn(3, 3, 32, 32))["hash"]
     assert codes.shape == (3, 12) and (codes.abs() < 1).all()
-    single = build_model(build_convnet_small(None), ("hash",), {**cfg, "hash": {
-        "bits": 12, "hidden": 0, "dropout": 0.5}}).heads["hash"].layers  # fmt: skip
+    one_layer = replace(cfg, hash=HashSettings(bits=12, hidden=0, dropout=0.5))
+    single = build_model(build_convnet_small(None), ("hash",), one_layer).heads["hash"].layers
     assert [type(layer).__name__ for layer in single] == ["Linear"]
 
 

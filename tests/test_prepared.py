@@ -25,6 +25,7 @@ from benchmark.data.prepared import (
     prepared_splits,
 )
 from benchmark.errors import BenchError
+from benchmark.protocol import DataSettings
 from benchmark.specs import ImageSet, Splits
 
 RESIZE, CROP = 16, 12
@@ -32,9 +33,10 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SOLID = (10, 200, 30)
 
 
-def data_cfg(**changes) -> dict:
+def data_cfg(**changes) -> DataSettings:
     cfg = {"resize": RESIZE, "crop": CROP, "augment": "random-crop", "hflip": True}
-    return {**cfg, "mean": list(MEAN), "std": list(STD), **changes}
+    batches = {"classes_per_batch": 2, "samples_per_class": 2, "num_workers": 0, "cache": False}
+    return DataSettings(**{**cfg, "mean": MEAN, "std": STD, **batches, **changes})
 
 
 def noise(height: int, width: int, seed: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from benchmark.engine.run import RunOptions, Timer, execute
 from benchmark.engine.train import TrainState
 from benchmark.errors import BenchError, StopRun
 from benchmark.plugins import load_plugins
+from benchmark.protocol import ScheduleSettings
 from benchmark.specs import ImageSet
 
 METHOD = "pml-proxyanchor"  # a criterion with learned proxies, optimised with Adam
@@ -231,7 +232,7 @@ def tiny_progress(seed: int) -> RunProgress:
     torch.manual_seed(seed)
     model, criterion = torch.nn.Linear(4, 3), CountingCriterion()
     optimizer = torch.optim.Adam([*model.parameters(), *criterion.parameters()], lr=0.1)
-    scheduler = build_scheduler(optimizer, 10, {"name": "cosine"})
+    scheduler = build_scheduler(optimizer, 10, ScheduleSettings("cosine"))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     state = TrainState(model, criterion, optimizer, scheduler, scaler, torch.device("cpu"), False)
     return RunProgress(state, BestWeights("recall@1"), [], Timer(), None, [])

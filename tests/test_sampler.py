@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -48,7 +50,7 @@ def test_multi_hot_labels_get_random_batches_of_p_times_k_distinct_images():
 
     labels = np.eye(4)[np.arange(30) % 4]
     labels[::5, 0] = 1  # some images hold two classes
-    data_cfg = {"classes_per_batch": 2, "samples_per_class": 4}
+    data_cfg = SimpleNamespace(classes_per_batch=2, samples_per_class=4)  # of DataSettings
     sampler = training_sampler(labels, data_cfg, iterations=6, seed=3)
     assert isinstance(sampler, RandomBatchSampler)
     sampler.set_epoch(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -86,11 +87,13 @@ def test_the_first_evaluation_is_kept_even_when_its_metric_is_nan():
     assert best.epoch == 0 and torch.equal(model.weight, saved)
 
 
-def test_protocols_without_a_selection_field_select_the_last_weights():
-    from benchmark.engine.loop import selection_of
+def test_protocols_without_a_selection_field_select_the_last_weights(registry):
+    from benchmark.protocol import Protocol
 
-    assert selection_of({"eval": {"every": 1}}) == "last"
-    assert selection_of({"eval": {"selection": "test"}}) == "test"
+    document = copy.deepcopy(registry.protocol("cpu-smoke"))
+    assert Protocol.from_json(document).eval.selection == "validation"
+    del document["eval"]["selection"]
+    assert Protocol.from_json(document).eval.selection == "last"
 
 
 def test_unreadable_images_met_in_a_split_and_its_views_count_once():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,26 +10,27 @@ from PIL import Image
 from torchvision import transforms as T
 
 from benchmark.errors import BenchError
+from benchmark.protocol import DataSettings
 from benchmark.specs import Batch, ImageSet
 
 
-def build_transform(data_cfg: Mapping[str, Any], train: bool) -> T.Compose:
+def build_transform(data_cfg: DataSettings, train: bool) -> T.Compose:
     """Train: augment as the protocol says; evaluation: a centre crop."""
-    crop = data_cfg["crop"]
+    crop = data_cfg.crop
     steps: list[Any] = []
-    if not train or data_cfg["augment"] == "center-crop":
+    if not train or data_cfg.augment == "center-crop":
         steps.append(T.CenterCrop(crop))
-    elif data_cfg["augment"] == "random-resized-crop":
+    elif data_cfg.augment == "random-resized-crop":
         steps.append(T.RandomResizedCrop(crop, scale=(0.16, 1.0)))
     else:
         steps.append(T.RandomCrop(crop, pad_if_needed=True))
-    if train and data_cfg["hflip"]:
+    if train and data_cfg.hflip:
         steps.append(T.RandomHorizontalFlip())
     steps.append(T.ToTensor())
     space = InputSpace(data_cfg)
     if not space.is_identity:
         steps.append(space)
-    steps.append(T.Normalize(data_cfg["mean"], data_cfg["std"]))
+    steps.append(T.Normalize(data_cfg.mean, data_cfg.std))
     return T.Compose(steps)
 
 
@@ -38,9 +38,9 @@ class InputSpace:
     """RGB pixels in [0, 1] (..., 3, H, W) to the channel order and range the backbone expects
     (data.channels, data.pixel_range; set from its input convention, e.g. BGR in [0, 255])."""
 
-    def __init__(self, data_cfg: Mapping[str, Any]) -> None:
-        self.pixel_range = data_cfg.get("pixel_range", 1.0)
-        self.bgr = data_cfg.get("channels", "rgb") == "bgr"
+    def __init__(self, data_cfg: DataSettings) -> None:
+        self.pixel_range = data_cfg.pixel_range
+        self.bgr = data_cfg.channels == "bgr"
 
     @property
     def is_identity(self) -> bool:

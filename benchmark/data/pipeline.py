@@ -3,15 +3,15 @@ the protocol (`bench data cache`), else decoding with PIL and torchvision transf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from benchmark.data.loading import ImageDataset, build_transform
 from benchmark.data.prepared import AugmentedLoader, PreparedDataset, prepared_splits
+from benchmark.protocol import DataSettings
 from benchmark.specs import ImageSet, Splits
 
 
@@ -49,12 +49,12 @@ def base_dataset(dataset: torch.utils.data.Dataset) -> torch.utils.data.Dataset:
 
 def build_pipeline(
     splits: Splits,
-    data_cfg: Mapping[str, Any],
+    data_cfg: DataSettings,
     data_root: Path,
     dataset: str,
     skip_bad: bool = False,
 ) -> Pipeline:
-    prepared = prepared_splits(splits, data_root, dataset, data_cfg["resize"], data_cfg["crop"])
+    prepared = prepared_splits(splits, data_root, dataset, data_cfg.resize, data_cfg.crop)
     if prepared is None:
         train_transform, eval_transform = (
             build_transform(data_cfg, True),
@@ -62,7 +62,7 @@ def build_pipeline(
         )
 
         def make(images: ImageSet, transform) -> ImageDataset:
-            return ImageDataset(images, data_cfg["resize"], transform, data_cfg["cache"], skip_bad)
+            return ImageDataset(images, data_cfg.resize, transform, data_cfg.cache, skip_bad)
 
         query = make(splits.query, eval_transform)
         gallery = query if splits.gallery is splits.query else make(splits.gallery, eval_transform)
@@ -81,7 +81,7 @@ def build_pipeline(
 
 def batches(
     loader: torch.utils.data.DataLoader,
-    data_cfg: Mapping[str, Any],
+    data_cfg: DataSettings,
     train: bool,
     device: torch.device,
     generator: torch.Generator | None = None,

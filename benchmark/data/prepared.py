@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from torchvision import transforms as T
 from benchmark.data.loading import InputSpace
 from benchmark.errors import BenchError
 from benchmark.files import process_is_running, write_atomically
+from benchmark.protocol import DataSettings
 from benchmark.specs import Batch, ImageSet, Splits
 
 FORMAT_VERSION = 1  # bump whenever the stored pixels or the manifest change
@@ -272,7 +273,7 @@ class AugmentedLoader:
     def __init__(
         self,
         loader: torch.utils.data.DataLoader,
-        data_cfg: Mapping[str, Any],
+        data_cfg: DataSettings,
         train: bool,
         device: torch.device,
         generator: torch.Generator | None = None,
@@ -296,26 +297,26 @@ class AugmentedLoader:
 
 def augment_batch(
     images_uint8: torch.Tensor,
-    data_cfg: Mapping[str, Any],
+    data_cfg: DataSettings,
     train: bool,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """(B, 3, H, W) uint8 -> (B, 3, crop, crop) float, normalised, on the images' device.
 
-    As loading.build_transform: train crops as data_cfg["augment"] says, then flips with p=0.5 if
-    data_cfg["hflip"]; evaluation centre-crops. Random numbers are drawn on the CPU from
+    As loading.build_transform: train crops as data_cfg.augment says, then flips with p=0.5 if
+    data_cfg.hflip; evaluation centre-crops. Random numbers are drawn on the CPU from
     `generator` (a CPU generator; None: torch's global one), so that a seed fixes the output
     whatever the device.
     """
-    crop, (height, width) = data_cfg["crop"], images_uint8.shape[-2:]
+    crop, (height, width) = data_cfg.crop, images_uint8.shape[-2:]
     if crop > min(height, width):
         raise BenchError(f"data.crop={crop} is larger than the {height}x{width} images.")
-    count, augment = len(images_uint8), data_cfg["augment"] if train else "center-crop"
+    count, augment = len(images_uint8), data_cfg.augment if train else "center-crop"
     if augment == "random-resized-crop":
         boxes = _resized_crop_boxes(count, height, width, generator)
     else:
         boxes = _crop_boxes(count, height, width, crop, augment == "random-crop", generator)
-    if train and data_cfg["hflip"]:
+    if train and data_cfg.hflip:
         flips = (torch.rand(count, generator=generator) < 0.5).tolist()
     else:
         flips = [False] * count
@@ -323,11 +324,11 @@ def augment_batch(
     return _normalize_(crops, data_cfg)
 
 
-def _normalize_(images: torch.Tensor, data_cfg: Mapping[str, Any]) -> torch.Tensor:
+def _normalize_(images: torch.Tensor, data_cfg: DataSettings) -> torch.Tensor:
     """The arithmetic of ToTensor, InputSpace and Normalize, so that the values agree to the bit
     (in place when InputSpace is the identity)."""
-    mean = torch.as_tensor(data_cfg["mean"], dtype=images.dtype, device=images.device)
-    std = torch.as_tensor(data_cfg["std"], dtype=images.dtype, device=images.device)
+    mean = torch.as_tensor(data_cfg.mean, dtype=images.dtype, device=images.device)
+    std = torch.as_tensor(data_cfg.std, dtype=images.dtype, device=images.device)
     images = InputSpace(data_cfg)(images.div_(255))
     return images.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchError
+from benchmark.protocol import DataSettings
 
 
 class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -85,11 +86,11 @@ class RandomBatchSampler(EpochBatchSampler):
 
 
 def training_sampler(
-    labels: np.ndarray, data_cfg, iterations: int, seed: int
+    labels: np.ndarray, data_cfg: DataSettings, iterations: int, seed: int
 ) -> PKSampler | RandomBatchSampler:
     """P x K batches for single-label training sets; for multi-hot (N, C) labels, random
     batches of the same size P x K."""
-    p, k = data_cfg["classes_per_batch"], data_cfg["samples_per_class"]
+    p, k = data_cfg.classes_per_batch, data_cfg.samples_per_class
     if np.asarray(labels).ndim == 2:
         return RandomBatchSampler(len(labels), p * k, iterations, seed)
     return PKSampler(labels, p, k, iterations, seed)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,6 +13,7 @@ from benchmark.engine.distributed import World, all_gather, broadcast_object, sh
 from benchmark.engine.precision import autocast
 from benchmark.metrics.rerank import reranked_recall
 from benchmark.metrics.tasks import score
+from benchmark.protocol import DataSettings
 from benchmark.specs import DatasetSpec, MethodSpec
 
 
@@ -25,7 +25,7 @@ def embed(
     batch_size: int,
     device: torch.device,
     amp: bool,
-    data_cfg: Mapping[str, Any],
+    data_cfg: DataSettings,
     world: World = World(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(outputs[output] for every image in order, labels), both on `device`, float32. Under
@@ -34,7 +34,7 @@ def embed(
     model.eval()
     vectors, labels = [], []
     part = SubsetView(dataset, shard(len(dataset), world)) if world.distributed else dataset
-    loader = eval_loader(part, batch_size, data_cfg["num_workers"], device.type == "cuda")
+    loader = eval_loader(part, batch_size, data_cfg.num_workers, device.type == "cuda")
     for batch in batches(loader, data_cfg, False, device):
         with autocast(device, amp):
             vectors.append(model(batch.images.to(device, non_blocking=True))[output].float())
@@ -67,7 +67,7 @@ def evaluate(
     *,
     dataset: DatasetSpec,
     method: MethodSpec,
-    data_cfg: Mapping[str, Any],
+    data_cfg: DataSettings,
     batch_size: int,
     block_size: int,
     device: torch.device,

@@ -5,7 +5,7 @@ k-model ensemble)."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +18,23 @@ from benchmark.engine.rescore import restore_run
 from benchmark.errors import BenchError
 from benchmark.metrics.tasks import score
 from benchmark.plugins import Registry
+from benchmark.protocol import ValidationSettings
 from benchmark.stats import summarize_metrics
 
 
 def fold_config(config: RunConfig, folds: int, fold: int) -> RunConfig:
     """`config` with its validation split replaced by fold `fold` of `folds`."""
-    protocol = copy.deepcopy(dict(config.protocol))
-    validation = protocol["eval"].get("validation")
-    if protocol["eval"].get("selection", "last") == "test" or validation is None:
+    protocol = config.protocol
+    validation = protocol.eval.validation
+    if protocol.eval.selection == "test" or validation is None:
         raise BenchError(
             "--folds needs a protocol that selects on a validation split (eval.validation); "
             "this one selects on the test split or defines none."
         )
-    protocol["eval"]["validation"] = {"folds": folds, "fold": fold, "seed": validation["seed"]}
+    by_fold = ValidationSettings(seed=validation.seed, folds=folds, fold=fold)
+    evaluation = dataclasses.replace(protocol.eval, validation=by_fold)
     overrides = (*config.overrides, f"--folds {folds} (fold {fold})")
-    return RunConfig(
-        config.method, config.preset, config.hparams, config.dataset, protocol, config.seed,
-        overrides,
-    )  # fmt: skip
+    return config.replace(protocol=protocol.replace(eval=evaluation), overrides=overrides)
 
 
 def concatenated_figures(
@@ -44,7 +43,7 @@ def concatenated_figures(
     """Test figures of the runs' L2-normalised outputs concatenated (one vector per image)."""
     runs = [restore_run(registry, path, data_root, device, skip_bad) for path in paths]
     first = runs[0]
-    protocol = first.config["protocol"]
+    protocol = first.config.protocol
     query_parts, gallery_parts, labels = [], [], None
     for run in runs:
         query, query_labels, gallery, gallery_labels = _test_outputs(run)
@@ -58,15 +57,15 @@ def concatenated_figures(
     return score(
         task, query, gallery, *labels, recall_at=first.dataset.recall_at,
         top_k=first.dataset.top_k, distance=first.method.distance,
-        block_size=protocol["eval"]["block_size"],
+        block_size=protocol.eval.block_size,
     )  # fmt: skip
 
 
 def _test_outputs(run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    protocol = run.config["protocol"]
+    protocol = run.config.protocol
     return embed_both(
         run.model, run.pipeline.query, run.pipeline.gallery, run.method.eval_output,
-        protocol["eval"]["batch_size"], run.device, protocol["train"]["amp"], protocol["data"],
+        protocol.eval.batch_size, run.device, protocol.train.amp, protocol.data,
     )  # fmt: skip
 
 

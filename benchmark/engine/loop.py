@@ -40,6 +40,7 @@ from benchmark.engine.resume import (
 )
 from benchmark.engine.train import TrainState, train_epoch
 from benchmark.plugins import Registry
+from benchmark.protocol import Protocol
 from benchmark.results import result_folder
 from benchmark.specs import Splits
 
@@ -100,11 +101,6 @@ def _copy(weights: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def selection_of(protocol: Mapping[str, Any]) -> str:
-    """The protocol's eval.selection; protocols written before it existed selected "last"."""
-    return protocol["eval"].get("selection", "last")
-
-
 def _skipped_images(datasets, world: World) -> int:
     """Unreadable images met, each counted once: views of a split report indices of the split;
     under torchrun, those every rank met."""
@@ -114,17 +110,14 @@ def _skipped_images(datasets, world: World) -> int:
     return sum(len(union(indices, world)) for indices in seen.values())
 
 
-def validation_plan(
-    protocol: Mapping[str, Any], splits: Splits, task: str
-) -> ValidationPlan | None:
+def validation_plan(protocol: Protocol, splits: Splits, task: str) -> ValidationPlan | None:
     """The validation split the protocol asks for; None when it has none or selects on test."""
-    eval_cfg = protocol["eval"]
-    if selection_of(protocol) == "test" or "validation" not in eval_cfg:
+    validation = protocol.eval.validation
+    if protocol.eval.selection == "test" or validation is None:
         return None
-    validation = eval_cfg["validation"]
     return carve_validation(
-        splits.train.labels, task, validation.get("fraction"), validation["seed"],
-        validation.get("folds"), validation.get("fold", 0),
+        splits.train.labels, task, validation.fraction, validation.seed, validation.folds,
+        validation.fold,
     )  # fmt: skip
 
 
@@ -143,9 +136,9 @@ def train_and_select(
     evaluation interval; `resume`, a loaded one, goes on from its epoch."""
     protocol = config.protocol
     dataset = registry.dataset(config.dataset)
-    selection = selection_of(protocol)
+    selection = protocol.eval.selection
     pipeline = build_pipeline(
-        splits, protocol["data"], options.data_root, config.dataset, options.skip_bad_images
+        splits, protocol.data, options.data_root, config.dataset, options.skip_bad_images
     )
     sampler, loader = training_batches(config, splits, pipeline, plan, state)
     watched = watched_split(pipeline, plan, selection)
@@ -169,7 +162,7 @@ def train_and_select(
         evaluations.append(measure(watched, 0, None))
         if selection != "last":
             best.offer(0, evaluations[-1]["metrics"], state)
-    epochs, every = protocol["train"]["epochs"], protocol["eval"]["every"]
+    epochs, every = protocol.train.epochs, protocol.eval.every
     for epoch in range(first, epochs + 1):
         sampler.set_epoch(epoch)
         started = time.perf_counter()
@@ -191,22 +184,22 @@ def train_and_select(
 
 def training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):
     """(sampler, batches on the device) of a run's training, as the protocol and world say."""
-    data_cfg, train_cfg = config.protocol["data"], config.protocol["train"]
+    data_cfg = config.protocol.data
     device, world = state.device, state.world
     labels = splits.train.labels
-    iterations = train_cfg["iterations_per_epoch"]
+    iterations = config.protocol.train.iterations_per_epoch
     if plan is None:
         sampler = training_sampler(labels, data_cfg, iterations, config.seed)
     else:
         inner = training_sampler(labels[plan.train], data_cfg, iterations, config.seed)
         sampler = SubsetBatchSampler(inner, plan.train)
     if world.distributed:
-        check_divides(data_cfg["classes_per_batch"] * data_cfg["samples_per_class"], world)
+        check_divides(data_cfg.batch_size, world)
         sampler = ShardedBatchSampler(sampler, world.rank, world.size)
     # Ranks augment their different images with different random draws.
     augment_seed = config.seed + 7919 * world.rank
     loader = batches(
-        train_loader(pipeline.train, sampler, data_cfg["num_workers"], device.type == "cuda"),
+        train_loader(pipeline.train, sampler, data_cfg.num_workers, device.type == "cuda"),
         data_cfg, True, device, torch.Generator().manual_seed(augment_seed),
     )  # fmt: skip
     return sampler, loader
@@ -255,7 +248,7 @@ def _counts(plan: ValidationPlan | None) -> dict[str, int]:
 
 
 def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
-    eval_cfg = config.protocol["eval"]
+    eval_cfg = config.protocol.eval
     method, dataset = registry.method(config.method), registry.dataset(config.dataset)
 
     def measure(watched, epoch: int, train_logs, iteration: int | None = None) -> dict[str, Any]:
@@ -264,8 +257,8 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
         started = time.perf_counter()
         metrics = evaluate(
             state.model, query, gallery, dataset=dataset, method=method,
-            batch_size=eval_cfg["batch_size"], block_size=eval_cfg["block_size"],
-            data_cfg=config.protocol["data"], device=state.device, amp=state.amp,
+            batch_size=eval_cfg.batch_size, block_size=eval_cfg.block_size,
+            data_cfg=config.protocol.data, device=state.device, amp=state.amp,
             criterion=state.criterion, world=state.world,
         )  # fmt: skip
         timer.add("eval_seconds", started)

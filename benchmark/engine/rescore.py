@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from benchmark.config import RunConfig
 from benchmark.data.pipeline import Pipeline, build_pipeline
 from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.evaluate import evaluate
@@ -39,7 +40,7 @@ class RestoredRun:
     """A saved run rebuilt: its config, the model and criterion with the saved weights, and the
     dataset's evaluation splits."""
 
-    config: dict[str, Any]
+    config: RunConfig
     model: torch.nn.Module
     criterion: torch.nn.Module
     method: MethodSpec
@@ -54,8 +55,9 @@ def restore_run(
 ) -> RestoredRun:
     """Rebuild the run saved in `path` (a result file or its checkpoint) on `device`."""
     payload = load_checkpoint(checkpoint_of(path))
-    config, protocol = payload["config"], payload["config"]["protocol"]
-    method, dataset = registry.method(config["method"]), registry.dataset(config["dataset"])
+    config = RunConfig.from_dict(payload["config"])
+    protocol = config.protocol
+    method, dataset = registry.method(config.method), registry.dataset(config.dataset)
     splits = load_splits(dataset, protocol, data_root)
     plan = validation_plan(protocol, splits, dataset.task)
     # The weights come from the checkpoint, so no pretrained weights are fetched.
@@ -69,7 +71,7 @@ def restore_run(
                 f"(was a plugin changed since?): {error}"
             ) from None
     torch_device = pick_device(device)
-    pipeline = build_pipeline(splits, protocol["data"], data_root, dataset.name, skip_bad)
+    pipeline = build_pipeline(splits, protocol.data, data_root, dataset.name, skip_bad)
     return RestoredRun(
         config, model.to(torch_device), criterion.to(torch_device), method, dataset, pipeline,
         torch_device, splits,
@@ -85,11 +87,11 @@ def rescore(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """(the run's config, its test metrics measured now) for a result file or checkpoint."""
     run = restore_run(registry, path, data_root, device)
-    protocol = run.config["protocol"]
+    protocol = run.config.protocol
     figures = evaluate(
         run.model, run.pipeline.query, run.pipeline.gallery, dataset=run.dataset,
-        method=run.method, data_cfg=protocol["data"],
-        batch_size=protocol["eval"]["batch_size"], block_size=protocol["eval"]["block_size"],
-        device=run.device, amp=protocol["train"]["amp"], metrics=metrics, criterion=run.criterion,
+        method=run.method, data_cfg=protocol.data, batch_size=protocol.eval.batch_size,
+        block_size=protocol.eval.block_size, device=run.device, amp=protocol.train.amp,
+        metrics=metrics, criterion=run.criterion,
     )  # fmt: skip
-    return run.config, figures
+    return run.config.to_dict(), figures

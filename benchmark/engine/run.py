@@ -26,6 +26,7 @@ from benchmark.errors import BenchError
 from benchmark.models.model import build_model
 from benchmark.models.weights import build_backbone
 from benchmark.plugins import Registry
+from benchmark.protocol import ModelSettings, Protocol
 from benchmark.results import (
     environment,
     result_path,
@@ -76,9 +77,9 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_splits(spec: DatasetSpec, protocol: Mapping[str, Any], data_root: Path) -> Splits:
+def load_splits(spec: DatasetSpec, protocol: Protocol, data_root: Path) -> Splits:
     """The dataset's splits, with the loader options the protocol sets."""
-    return spec.load(data_root, **protocol["data"].get("dataset_options", {}))
+    return spec.load(data_root, **protocol.data.dataset_options)
 
 
 def seed_everything(seed: int) -> None:
@@ -133,17 +134,16 @@ def train_state(
     device: torch.device,
     world: World = World(),
 ) -> TrainState:
-    model_cfg, train_cfg = config.protocol["model"], config.protocol["train"]
+    train_cfg = config.protocol.train
     model, criterion = build_network(
-        registry, config.to_dict(), splits, plan, device, model_cfg["pretrained"]
+        registry, config, splits, plan, device, config.protocol.model.pretrained
     )
     apply_speed_options(model, train_cfg)
     replica = replicate(model, world, device)  # DDP broadcasts rank 0's model weights
     broadcast_state(criterion, world)
     optimizer = build_optimizer(model, criterion, train_cfg)
-    total = train_cfg["epochs"] * train_cfg["iterations_per_epoch"]
-    scheduler = build_scheduler(optimizer, total, train_cfg["schedule"])
-    amp = train_cfg["amp"]
+    scheduler = build_scheduler(optimizer, train_cfg.total_iterations, train_cfg.schedule)
+    amp = train_cfg.amp
     scaler = grad_scaler(device, amp)
     return TrainState(
         model, criterion, optimizer, scheduler, scaler, device, amp, world=world, replica=replica
@@ -152,7 +152,7 @@ def train_state(
 
 def build_network(
     registry: Registry,
-    config: Mapping[str, Any],
+    config: RunConfig,
     splits: Splits,
     plan: ValidationPlan | None,
     device: torch.device,
@@ -160,14 +160,14 @@ def build_network(
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The model (backbone + the method's heads) and the criterion a run config describes, on
     `device`; the criterion is sized by the classes trained on (the validation ones left out)."""
-    method, model_cfg = registry.method(config["method"]), config["protocol"]["model"]
-    check_heads(method, config["dataset"], splits)
+    method, model_cfg = registry.method(config.method), config.protocol.model
+    check_heads(method, config.dataset, splits)
     backbone = build_backbone(
-        registry.backbone(model_cfg["backbone"]), pretrained, model_cfg.get("pretrained_sha256")
+        registry.backbone(model_cfg.backbone), pretrained, model_cfg.pretrained_sha256
     )
     model = build_model(backbone, method.heads, model_cfg, len(splits.attribute_names))
     trained = None if plan is None else splits.train.labels[plan.train]
-    context = build_context(config["hparams"], model_cfg, splits, device, trained)
+    context = build_context(config.hparams, model_cfg, splits, device, trained)
     return model.to(device), method.build(context).to(device)
 
 
@@ -178,7 +178,7 @@ def count_classes(labels: np.ndarray) -> int:
 
 def build_context(
     hparams: Mapping[str, Any],
-    model_cfg: Mapping[str, Any],
+    model_cfg: ModelSettings,
     splits: Splits,
     device: torch.device,
     trained_labels: np.ndarray | None = None,
@@ -191,12 +191,12 @@ def build_context(
     labels = splits.train.labels if trained_labels is None else trained_labels
     return BuildContext(
         hparams=dict(hparams),
-        embedding_dim=model_cfg["embedding_dim"],
+        embedding_dim=model_cfg.embedding_dim,
         num_classes=count_classes(labels),
         num_train_images=len(splits.train),
         num_attributes=len(splits.attribute_names),
         device=device,
-        hash_bits=model_cfg.get("hash", {}).get("bits", 0),
+        hash_bits=model_cfg.hash_bits,
         class_ids=() if labels.ndim == 2 else tuple(int(c) for c in np.unique(labels)),
     )
 
@@ -222,15 +222,7 @@ def _result(
 ) -> dict:
     method, dataset = registry.method(config.method), registry.dataset(config.dataset)
     owner = registry.owner("methods", config.method)
-    train_cfg = config.protocol["train"]
-    images = (
-        train_cfg["epochs"]
-        * train_cfg["iterations_per_epoch"]
-        * (
-            config.protocol["data"]["classes_per_batch"]
-            * config.protocol["data"]["samples_per_class"]
-        )
-    )
+    images = config.protocol.train.total_iterations * config.protocol.data.batch_size
     timings = {"data_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0, **timer.seconds}
     timings["train_images_per_second"] = images / max(timings["train_seconds"], 1e-9)
     return {

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import BenchError
+from benchmark.protocol import ModelSettings
 
 
 class EmbeddingHead(nn.Module):
@@ -68,10 +68,10 @@ HEADS = ("embedding", "attributes", "hash")
 
 
 def build_head(
-    name: str, in_features: int, model_cfg: Mapping[str, Any], num_attributes: int = 0
+    name: str, in_features: int, model_cfg: ModelSettings, num_attributes: int = 0
 ) -> nn.Module:
     if name == "embedding":
-        return EmbeddingHead(in_features, model_cfg["embedding_dim"], model_cfg["normalize"])
+        return EmbeddingHead(in_features, model_cfg.embedding_dim, model_cfg.normalize)
     if name == "attributes":
         if num_attributes < 1:
             raise BenchError(
@@ -79,14 +79,14 @@ def build_head(
             )
         return AttributeHead(in_features, num_attributes)
     if name == "hash":
-        if "hash" not in model_cfg:
+        if model_cfg.hash is None:
             raise BenchError(
                 "The 'hash' head needs the protocol's model.hash section ({bits, hidden, "
                 "dropout}); this protocol has none. Use a protocol with one (cpu-smoke, or a "
                 "hashing protocol) or add it."
             )
-        cfg = model_cfg["hash"]
-        return HashHead(in_features, cfg["bits"], cfg["hidden"], cfg["dropout"])
+        cfg = model_cfg.hash
+        return HashHead(in_features, cfg.bits, cfg.hidden, cfg.dropout)
     raise BenchError(f"Unknown model head '{name}'. Available: {', '.join(HEADS)}.")
 
 
@@ -131,7 +131,7 @@ def pool(maps: torch.Tensor, how: str) -> torch.Tensor:
 def build_model(
     backbone: nn.Module,
     head_names: tuple[str, ...],
-    model_cfg: Mapping[str, Any],
+    model_cfg: ModelSettings,
     num_attributes: int = 0,
 ) -> RetrievalModel:
     """The backbone with the named heads; `num_attributes` sizes an `attributes` head."""
@@ -139,4 +139,4 @@ def build_model(
         name: build_head(name, backbone.out_channels, model_cfg, num_attributes)
         for name in head_names
     }
-    return RetrievalModel(backbone, heads, model_cfg["pooling"], model_cfg["freeze_bn"])
+    return RetrievalModel(backbone, heads, model_cfg.pooling, model_cfg.freeze_bn)

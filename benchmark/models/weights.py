@@ -7,7 +7,6 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -23,9 +22,8 @@ def is_weights_file(pretrained: str | None) -> bool:
     return pretrained is not None and "/" in pretrained
 
 
-def check_pretrained(spec: BackboneSpec, model_cfg: Mapping[str, Any]) -> None:
+def check_pretrained(spec: BackboneSpec, pretrained: str | None) -> None:
     """Refuse a weight name the backbone does not offer, before anything runs."""
-    pretrained = model_cfg["pretrained"]
     if pretrained is None or is_weights_file(pretrained) or pretrained in spec.weights:
         return
     offered = ", ".join(spec.weights) or "none"

@@ -58,9 +58,7 @@ class Probe:
     def network(self, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
         """A fresh model and criterion, initialised from `seed`."""
         seed_everything(seed)
-        return build_network(
-            self.registry, self.config.to_dict(), self.splits, self.plan, self.device, None
-        )
+        return build_network(self.registry, self.config, self.splits, self.plan, self.device, None)
 
     def criterion(self) -> torch.nn.Module:
         """A fresh criterion, initialised from seed 0."""
@@ -88,7 +86,7 @@ class Probe:
     def training_batches(self, steps: int, seed: int = 0):
         """The sampler's first `steps` training batches (P x K; hashing: random), on device."""
         labels, trained = self.splits.train.labels, self.trained_indices()
-        data_cfg = self.config.protocol["data"]
+        data_cfg = self.config.protocol.data
         sampler = SubsetBatchSampler(
             training_sampler(labels[trained], data_cfg, steps, seed), trained
         )
@@ -100,7 +98,7 @@ class Probe:
         return next(iter(self._batches([list(indices)], seed)))
 
     def _batches(self, sampler, seed: int):
-        data_cfg = self.config.protocol["data"]
+        data_cfg = self.config.protocol.data
         loader = train_loader(self.pipeline.train, sampler, 0, False)
         generator = torch.Generator().manual_seed(seed)
         for batch in batches(loader, data_cfg, True, self.device, generator):
@@ -114,8 +112,7 @@ class Probe:
             rows, axis=0 if rows.ndim == 2 else None, return_inverse=True, return_counts=True
         )
         members = trained[inverse.reshape(-1) == np.argmax(counts)].tolist()
-        data_cfg = self.config.protocol["data"]
-        return members[: data_cfg["classes_per_batch"] * data_cfg["samples_per_class"]]
+        return members[: self.config.protocol.data.batch_size]
 
     def trained_indices(self) -> np.ndarray:
         """The training split's images the run learns from (the validation ones left out)."""
@@ -145,7 +142,7 @@ def build_probe(
     )
     splits = load_splits(dataset, config.protocol, data_root)
     plan = validation_plan(config.protocol, splits, dataset.task)
-    pipeline = build_pipeline(splits, config.protocol["data"], data_root, dataset.name)
+    pipeline = build_pipeline(splits, config.protocol.data, data_root, dataset.name)
     return Probe(registry, method, dataset, config, splits, plan, pipeline, torch.device(device))
 
 

@@ -47,11 +47,11 @@ def train(probe: Probe, steps: int, measure: bool = True) -> Training:
 def validation_figure(probe: Probe, state: TrainState) -> float:
     """The dataset's main metric (Recall@1; hashing: mAP) on the validation split."""
     query, gallery = probe.validation_split()
-    eval_cfg, metric = probe.config.protocol["eval"], probe.dataset.main_metric
+    eval_cfg, metric = probe.config.protocol.eval, probe.dataset.main_metric
     figures = evaluate(
         state.model, query, gallery, dataset=probe.dataset, method=probe.method,
-        data_cfg=probe.config.protocol["data"], batch_size=eval_cfg["batch_size"],
-        block_size=eval_cfg["block_size"], device=probe.device, amp=False, metrics=[metric],
+        data_cfg=probe.config.protocol.data, batch_size=eval_cfg.batch_size,
+        block_size=eval_cfg.block_size, device=probe.device, amp=False, metrics=[metric],
         criterion=state.criterion,
     )  # fmt: skip
     return figures[metric]

@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import BenchError
-from benchmark.plugins import suggest
+from benchmark.errors import BenchError, suggest
 
 TRACKERS = {
     "csv": "benchmark.trackers.csv_log:CsvLog",

@@ -351,6 +351,7 @@ def _text_field(path: Path, index: int, record: np.void, field: str) -> str:
 
 CARS196_SPEC = DatasetSpec(
     name="cars196",
+    protocol="std-dml-512",
     summary=(
         "Stanford Cars, 196 models / 16,185 images in <data_root>/cars196/; classes 1-98 train, "
         "99-196 test."

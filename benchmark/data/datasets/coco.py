@@ -502,6 +502,7 @@ def _key(path: Path, record: Any, key: str, where: str) -> Any:
 
 COCO_SPEC = DatasetSpec(
     name="coco",
+    protocol="std-hash",
     summary=(
         "MS-COCO 2014 multi-label hashing, 80 categories in <data_root>/coco/: 5,000 queries, "
         "a 117,218-image database, 10,000 training images drawn from it; mAP@5000."

@@ -31,12 +31,23 @@ def find_cub_dir(root: Path) -> Path:
     )
 
 
+# Declared once: the loader's keyword defaults and the options schema's, which runs fill in.
+DEFAULT_ATTRIBUTES, DEFAULT_MIN_CERTAINTY = "image", 2
 ATTRIBUTE_OPTIONS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "attributes": {"enum": ["image", "class"], "description": "per-image or class-level"},
-        "min_certainty": {"type": "integer", "minimum": 1, "maximum": 4},
+        "attributes": {
+            "enum": ["image", "class"],
+            "default": DEFAULT_ATTRIBUTES,
+            "description": "per-image or class-level",
+        },
+        "min_certainty": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 4,
+            "default": DEFAULT_MIN_CERTAINTY,
+        },
     },
 }
 
@@ -45,8 +56,8 @@ def load_cub(
     root: Path,
     expected_counts: tuple[int, int, int] | None = None,
     *,
-    attributes: Literal["image", "class"] = "image",
-    min_certainty: int = 2,
+    attributes: Literal["image", "class"] = DEFAULT_ATTRIBUTES,
+    min_certainty: int = DEFAULT_MIN_CERTAINTY,
 ) -> Splits:
     """Read CUB and split it by class: the first half of the sorted class ids train, the rest test.
 
@@ -321,6 +332,7 @@ def _nth_data_line(path: Path, row: int) -> tuple[int, str]:
 
 CUB_SPEC = DatasetSpec(
     name="cub",
+    protocol="std-dml-512",
     summary="CUB-200-2011 birds, 200 species / 11,788 images; classes 1-100 train, 101-200 test.",
     layout=(
         "<data_root>/cub/CUB_200_2011/{images/, images.txt, image_class_labels.txt, "

@@ -341,6 +341,7 @@ def _bad_line(path: Path, line_no: int, expected: str, got: str, why: str = "") 
 
 INSHOP_SPEC = DatasetSpec(
     name="inshop",
+    protocol="std-dml-512",
     summary=(
         "DeepFashion In-Shop clothes, 7,982 items / 52,712 images in <data_root>/inshop/; "
         "3,997 items train, 3,985 test as 14,218 query / 12,612 gallery images."

@@ -130,6 +130,7 @@ def _write_attributes(
 
 SYNTH_CUB_SPEC = DatasetSpec(
     name="synth-cub",
+    protocol="cpu-smoke",
     summary=(
         "Synthetic CUB twin: 100 shape/colour/pattern classes, ~4,500 64x64 images with "
         "attributes; classes 1-50 train, 51-100 test. Generated on first use."

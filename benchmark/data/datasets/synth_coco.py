@@ -157,6 +157,7 @@ def _draw_object(
 
 SYNTH_COCO_SPEC = DatasetSpec(
     name="synth-coco",
+    protocol="cpu-smoke",
     summary=(
         "Synthetic COCO twin for hashing: 64x64 scenes of 1-4 small objects from 20 "
         "shape/colour categories, multi-hot; 300 queries, 2,000 database images, 1,000 of "

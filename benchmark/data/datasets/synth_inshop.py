@@ -218,6 +218,7 @@ def _write_attributes(anno: Path, items: list[Item], seed: int) -> None:
 
 SYNTH_INSHOP_SPEC = DatasetSpec(
     name="synth-inshop",
+    protocol="cpu-smoke",
     summary=(
         "Synthetic In-Shop twin: 400 items (shape/colour/pattern + a mark), 3-6 64x64 views "
         "each (~1,800 images) with attributes; half the items train, half query/gallery. "

@@ -11,6 +11,7 @@ from benchmark.engine.checkpoint import load_checkpoint
 from benchmark.engine.optim import build_optimizer
 from benchmark.engine.rescore import rescore
 from benchmark.engine.run import RunOptions, execute
+from benchmark.protocol import OptimizerSettings, ScheduleSettings, TrainSettings
 
 FAST = (
     "train.epochs=1",
@@ -32,10 +33,11 @@ def test_the_unit_parameters_are_in_the_optimizer():
     criterion = PDDMLoss(embedding_dim=8, alpha=0.5, beta=1.0, lam=0.5)
     model = torch.nn.Module()
     model.backbone, model.heads = torch.nn.Linear(2, 2), torch.nn.Linear(2, 8)
-    optimizer = build_optimizer(
-        model, criterion, {"optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
-                           "backbone_lr_mult": 1.0},
+    train = TrainSettings(
+        epochs=1, iterations_per_epoch=1, optimizer=OptimizerSettings("adam", 1e-3, 0.0),
+        backbone_lr_mult=1.0, schedule=ScheduleSettings("constant"), amp=False,
     )  # fmt: skip
+    optimizer = build_optimizer(model, criterion, train)
     optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert {id(p) for p in criterion.unit.parameters()} <= optimised
 

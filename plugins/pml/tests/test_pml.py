@@ -3,6 +3,7 @@ learned parameters, and a few training steps on synth-cub for every method."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -121,15 +122,16 @@ def synth_batches(registry, data_root):
     from benchmark.data.loading import train_loader
     from benchmark.data.pipeline import build_pipeline
     from benchmark.data.samplers import training_sampler
+    from benchmark.protocol import Protocol
 
-    protocol = registry.protocols["cpu-smoke"]
-    data_cfg = dict(protocol["data"], classes_per_batch=4)
+    protocol = Protocol.from_json(registry.protocols["cpu-smoke"])
+    data_cfg = dataclasses.replace(protocol.data, classes_per_batch=4)
     splits = registry.dataset("synth-cub").load(data_root)
     pipeline = build_pipeline(splits, data_cfg, data_root, "synth-cub")
     sampler = training_sampler(splits.train.labels, data_cfg, iterations=3, seed=0)
     loader = train_loader(pipeline.train, sampler, 0, False)
     class_ids = tuple(int(c) for c in sorted(set(splits.train.labels.tolist())))
-    return list(loader), class_ids, protocol["model"]
+    return list(loader), class_ids, protocol.model
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -142,7 +144,7 @@ def test_a_few_steps_on_synth_cub(name, synth_batches):
     torch.manual_seed(0)
     model = build_model(build_convnet_small(None), spec.heads, model_cfg)
     context = BuildContext(
-        hparams=dict(spec.defaults), embedding_dim=model_cfg["embedding_dim"],
+        hparams=dict(spec.defaults), embedding_dim=model_cfg.embedding_dim,
         num_classes=len(class_ids), num_train_images=0, num_attributes=0,
         device=torch.device("cpu"), class_ids=class_ids,
     )  # fmt: skip

@@ -124,6 +124,7 @@ SGML_SPEC = MethodSpec(
     defaults=SGML_DEFAULTS,
     hparam_schema=closed_schema(_SGML_PROPERTIES),
     heads=("embedding", "attributes"),
+    paper_protocols={"cub": "sgml-cub", "inshop": "sgml-inshop"},
     eval_output="embedding",
     distance="cosine",
     fidelity="reconstructed",
