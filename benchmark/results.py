@@ -77,7 +77,7 @@ def write_result(result: Mapping[str, Any], path: Path) -> dict[str, Any]:
     result = {**result, "integrity": integrity(result)}
     validate_result(result)
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-    write_atomically(path, lambda handle: handle.write(text.encode()))
+    write_atomically(path, lambda handle: handle.write(text.encode()), "another --results-dir")
     return result
 
 
