@@ -44,8 +44,9 @@ def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def make_result(registry):
-    """A function building a schema-valid result file's content by hand (no training)."""
-    from benchmark.results import validate_result
+    """A function building a schema-valid result file's content by hand (no training), sealed
+    with its integrity hash as `bench run` seals it (`reseal` after editing one)."""
+    from benchmark.results import integrity, validate_result
 
     def make(
         *,
@@ -109,7 +110,20 @@ def make_result(registry):
             },  # fmt: skip
             "created": "2026-11-22T12:00:00Z",
         }
+        result["integrity"] = integrity(result)
         validate_result(result)
         return result
 
     return make
+
+
+@pytest.fixture()
+def reseal():
+    """A function sealing an edited result again, as someone who edits one by hand can."""
+    from benchmark.results import integrity
+
+    def seal(result: dict) -> dict:
+        result["integrity"] = integrity(result)
+        return result
+
+    return seal

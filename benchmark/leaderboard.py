@@ -11,18 +11,21 @@ never ranked, with the difference to the reproduced mean where both exist.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tabulate import tabulate
 
+from benchmark.charts import escape
 from benchmark.errors import BenchError
-from benchmark.files import write_atomically
+from benchmark.files import link_error, path_inside, write_atomically
 from benchmark.plugins import Registry
-from benchmark.results import read_result
+from benchmark.results import check_integrity, read_result
 from benchmark.stats import summarize
 
 PAGE = "index.html"  # the web page, written with --html
@@ -46,15 +49,30 @@ class Board:
 
 
 def collect(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every result file under `folders` (schema-validated), sorted by path."""
+    """Every result file under `folders`, schema-validated and integrity-checked, sorted by
+    path. They come from contributors' pull requests: no link is followed."""
     found = []
     for folder in folders:
         if not folder.is_dir():
             raise BenchError(f"Results folder {folder} does not exist; pass --results DIR.")
-        for path in sorted(folder.rglob("*.json")):
-            if not SUMMARY_FOLDERS & set(path.relative_to(folder).parts):
-                found.append((path, read_result(path)))
+        for path in result_files(folder):
+            result = read_result(path)
+            check_integrity(result, str(path))
+            found.append((path, result))
     return found
+
+
+def result_files(folder: Path) -> list[Path]:
+    """The .json files under `folder` but in summary folders; a BenchError at a symbolic link
+    (a file or folder), which could lead outside `folder`."""
+    found = []
+    for parent, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if name not in SUMMARY_FOLDERS]
+        for name in folders + files:
+            if (Path(parent) / name).is_symlink():
+                raise link_error(Path(parent) / name, folder)
+        found += [Path(parent) / name for name in files if name.endswith(".json")]
+    return sorted(found)
 
 
 def board_of(result: Mapping[str, Any]) -> Board:
@@ -68,9 +86,13 @@ def board_of(result: Mapping[str, Any]) -> Board:
 def build(
     registry: Registry, results: Iterable[tuple[Path, dict[str, Any]]], base: Path
 ) -> dict[str, dict[str, Any]]:
-    """{dataset: its leaderboard document}; `base` makes result links relative."""
+    """{dataset: its leaderboard document}; result links are relative to `base`, the folder
+    of the tables."""
+    results = list(results)
+    _refuse_duplicates(results)
     boards: dict[Board, list[tuple[Path, dict]]] = defaultdict(list)
     for path, result in results:
+        _check_ranked(registry, path, result)
         boards[board_of(result)].append((path, result))
     documents: dict[str, dict[str, Any]] = {}
     for board in sorted(boards, key=_board_order):
@@ -85,18 +107,49 @@ def build(
     return dict(sorted(documents.items()))
 
 
+def _refuse_duplicates(results: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """One run counts once: the same configuration and seed under two names is refused."""
+    seen: dict[tuple[str, int], Path] = {}
+    for path, result in results:
+        key = (result["fingerprint"], result["seed"])
+        if key in seen:
+            raise BenchError(
+                f"{path}: configuration {key[0][:12]} seed {key[1]} is also in {seen[key]}: "
+                f"one run counts once. Remove one of the two files."
+            )
+        seen[key] = path
+
+
+def _check_ranked(registry: Registry, path: Path, result: Mapping[str, Any]) -> None:
+    """A dataset no installed plugin registers has no known metrics to rank on: refused, rather
+    than ranked on a guess."""
+    name = result["dataset"]["name"]
+    if name not in registry.datasets:
+        raise BenchError(
+            f"{path}: dataset {name!r} is not registered by any installed plugin, so its metrics "
+            f"are not known. Install the plugin that registers it (`bench plugins` lists those "
+            f"installed) and build again."
+        )
+    main = registry.datasets[name].main_metric
+    if main not in result["final"]["metrics"]:
+        raise BenchError(
+            f"{path}: final.metrics has no {main!r}, the main metric of {name}, which its "
+            f"tables rank on."
+        )
+
+
 def _empty(registry: Registry, dataset: str) -> dict[str, Any]:
-    spec = registry.datasets.get(dataset)
+    spec = registry.datasets[dataset]
     return {
         "dataset": dataset,
-        "main_metric": spec.main_metric if spec else "recall@1",
+        "main_metric": spec.main_metric,
         "metrics": list(_metric_names(spec)),
         "tables": [],
     }
 
 
 def _metric_names(spec) -> tuple[str, ...]:
-    if spec is None or spec.task == "hashing":
+    if spec.task == "hashing":
         return ("map@k", "map@k_index_order", "precision@radius2")
     return (*(f"recall@{k}" for k in spec.recall_at), "map@r")
 
@@ -111,9 +164,8 @@ def _rows(registry: Registry, runs: list[tuple[Path, dict]], base: Path) -> list
     by_config: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
     for path, result in runs:
         by_config[result["fingerprint"]].append((path, result))
-    spec = registry.datasets.get(runs[0][1]["dataset"]["name"])
-    names = _metric_names(spec)
-    main = spec.main_metric if spec else names[0]
+    spec = registry.datasets[runs[0][1]["dataset"]["name"]]
+    names, main = _metric_names(spec), spec.main_metric
     rows = [_row(replicates, names, base) for replicates in by_config.values()]
     return sorted(rows, key=lambda row: (-row["metrics"][main]["mean"], row["method"]))
 
@@ -152,10 +204,8 @@ def _settings(config: Mapping[str, Any]) -> str:
 
 
 def _link(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    """The URL of `path` from the folder `base`; percent-encoded, as file names are anyone's."""
+    return quote(Path(os.path.relpath(path.resolve(), base.resolve())).as_posix())
 
 
 def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[dict[str, Any]]:
@@ -201,10 +251,10 @@ def reproduce_command(registry: Registry, method: str, dataset: str) -> str:
 def render_markdown(document: Mapping[str, Any]) -> str:
     """The dataset's leaderboard page: one ranked table per board, then the papers' figures."""
     names = document["metrics"]
-    lines = [f"# {document['dataset']}", "", _GENERATED, ""]
+    lines = [f"# {cell(document['dataset'])}", "", _GENERATED, ""]
     for table in document["tables"]:
         lines += [
-            f"## {table['protocol']} v{table['version']} ({table['kind']} protocol), "
+            f"## {cell(table['protocol'])} v{table['version']} ({cell(table['kind'])} protocol), "
             f"{SELECTION_TITLES[table['selection']]}",
             "",
             _ranked_table(table["rows"], names),
@@ -243,7 +293,19 @@ def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
         ]
         for rank, row in enumerate(rows, 1)
     ]
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    return _table(headers, body)
+
+
+def _table(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
+    cells = [[cell(value) for value in line] for line in body]
+    return tabulate(cells, headers=[cell(h) for h in headers], tablefmt="github",
+                    disable_numparse=True)  # fmt: skip
+
+
+def cell(value: Any) -> str:
+    """Text of a Markdown table cell: HTML escaped as on the page, so that no field of a result
+    file adds markup; `|` escaped and lines joined, so that none breaks the table."""
+    return " ".join(escape(str(value)).splitlines()).replace("|", "\\|")
 
 
 def format_figure(summary: Mapping[str, Any] | None) -> str:
@@ -264,7 +326,7 @@ def _paper_table(rows: list[dict], names: Sequence[str]) -> str:
             for name, value in row["difference"].items()
         )
         body.append([row["method"], row["setting"], *figures, difference or "-", row["source"]])
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    return _table(headers, body)
 
 
 def render_files(documents: Mapping[str, dict[str, Any]], html: bool = False) -> dict[str, str]:
@@ -281,11 +343,14 @@ def render_files(documents: Mapping[str, dict[str, Any]], html: bool = False) ->
 
 
 def write_files(files: Mapping[str, str], out: Path) -> list[Path]:
+    """Write each file under `out`, never through a symbolic link."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():
-        path = out / name
-        write_atomically(path, lambda handle, text=text: handle.write(text.encode()))
+        path = path_inside(out, Path(name))
+        write_atomically(
+            path, lambda handle, text=text: handle.write(text.encode()), "another --out"
+        )
         written.append(path)
     return written
 
@@ -300,6 +365,8 @@ def stale_files(files: Mapping[str, str], out: Path) -> list[str]:
 
 
 def _read(path: Path) -> str | None:
+    if path.is_symlink():  # stale: `build` refuses to write through it
+        return None
     try:
         return path.read_text()
     except FileNotFoundError:

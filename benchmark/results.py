@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -19,12 +20,16 @@ import referencing
 import torch
 import torchvision
 
-from benchmark.config import canonical_json, load_schema, read_json
+from benchmark.config import canonical_json, load_schema
 from benchmark.errors import BenchError
 from benchmark.files import write_atomically
 from benchmark.specs import Splits
 
 SCHEMA_VERSION = 1
+# Result files come from other people (pull requests): bounded before anything parses them.
+MAX_RESULT_BYTES = 16 << 20  # this project's own are under 10 kB
+MAX_DEPTH = 64  # this project's nest 5 levels; json, jsonschema and the integrity hash recurse
+VERSION = re.compile(r"^[0-9A-Za-z.+-]{1,40}$")
 
 
 @cache
@@ -37,10 +42,35 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 def validate_result(result: Mapping[str, Any], where: str = "result") -> None:
+    _check_schema_version(result, where)
     error = jsonschema.exceptions.best_match(_validator().iter_errors(result))
     if error is not None:
         path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise BenchError(f"{where}: invalid value at '{path}': {error.message}")
+    for key in ("method", "dataset"):
+        if result["config"][key] != result[key]["name"]:
+            raise BenchError(
+                f"{where}: config.{key} {result['config'][key]!r} and {key}.name "
+                f"{result[key]['name']!r} differ; bench run writes the same name in both."
+            )
+
+
+def _check_schema_version(result: Any, where: str) -> None:
+    """A file of a newer schema says which dmlbench wrote it, rather than fail on a field."""
+    version = result.get("schema_version") if isinstance(result, Mapping) else None
+    if type(version) is not int or version <= SCHEMA_VERSION:
+        return
+    from benchmark import __version__
+
+    made_by = result.get("environment")
+    made_by = made_by.get("dmlbench") if isinstance(made_by, Mapping) else None
+    # Shown on a terminal: only a plain version number, never escape sequences from a file.
+    plain = isinstance(made_by, str) and VERSION.match(made_by)
+    made_by = f"dmlbench {made_by}" if plain else "a newer dmlbench"
+    raise BenchError(
+        f"{where}: made by {made_by} (schema {version}); this dmlbench "
+        f"({__version__}) reads schema {SCHEMA_VERSION}: upgrade dmlbench to read it."
+    )
 
 
 def result_folder(results_dir: Path, dataset: str, method: str) -> Path:
@@ -77,7 +107,7 @@ def write_result(result: Mapping[str, Any], path: Path) -> dict[str, Any]:
     result = {**result, "integrity": integrity(result)}
     validate_result(result)
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-    write_atomically(path, lambda handle: handle.write(text.encode()))
+    write_atomically(path, lambda handle: handle.write(text.encode()), "another --results-dir")
     return result
 
 
@@ -90,9 +120,67 @@ def _free_name(folder: Path, stem: str) -> Path:
 
 
 def read_result(path: Path) -> dict[str, Any]:
-    result = read_json(path)
+    """A result file, parsed and validated, whoever wrote it."""
+    result = _parse(path)
     validate_result(result, str(path))
     return result
+
+
+def check_integrity(result: Mapping[str, Any], where: str) -> None:
+    """A BenchError unless `result` carries the integrity hash of its own content."""
+    if "integrity" not in result:
+        raise BenchError(
+            f"{where}: no integrity hash; it was written by an older bench. Run it again."
+        )
+    if integrity(result) != result["integrity"]:
+        raise BenchError(
+            f"{where}: its content no longer matches its integrity hash: figures, settings or "
+            f"provenance were edited after the run. Publish the file as `bench run` wrote it."
+        )
+
+
+def _parse(path: Path) -> Any:
+    if not path.is_file():  # a folder, a pipe or a device would not end, or not read
+        raise BenchError(f"{path}: " + ("not a file." if path.exists() else "file not found."))
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RESULT_BYTES + 1)
+    except OSError as error:
+        raise BenchError(f"{path}: cannot read it: {error.strerror}.") from None
+    if len(data) > MAX_RESULT_BYTES:
+        raise BenchError(
+            f"{path}: larger than {MAX_RESULT_BYTES >> 20} MiB; result files are a few kB. "
+            f"Is it a result file of `bench run`?"
+        )
+    try:
+        document = json.loads(data)
+        too_deep = _deeper_than(document, MAX_DEPTH)
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
+    except RecursionError:
+        too_deep = True
+    except ValueError as error:  # not UTF-8, or an integer of thousands of digits
+        raise BenchError(f"{path}: not valid JSON ({error}).") from None
+    if too_deep:
+        raise BenchError(
+            f"{path}: JSON nested deeper than {MAX_DEPTH} levels; result files of `bench run` "
+            f"nest a few."
+        )
+    return document
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (counted without recursion)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            if depth > limit:
+                return True
+            stack += [(item, depth + 1) for item in value]
+    return False
 
 
 def split_fingerprint(splits: Splits, data_root: Path) -> str:

@@ -59,7 +59,9 @@ def write_report(
     restored = restore_run(registry, result_path, data_root, device) if grid else None
     chosen = retrieval_grid(restored, queries, top_k) if restored else None
     figure = _figure(result, restored, chosen)
-    write_atomically(out, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    write_atomically(
+        out, lambda handle: figure.savefig(handle, format="png", dpi=100), "another --out"
+    )
     import matplotlib.pyplot as plt
 
     plt.close(figure)

@@ -14,8 +14,8 @@ from typing import Any
 
 from benchmark.config import fingerprint
 from benchmark.errors import BenchError
-from benchmark.files import write_atomically
-from benchmark.results import integrity, read_result
+from benchmark.files import path_inside, write_atomically
+from benchmark.results import check_integrity, read_result
 
 
 def published_name(result: dict[str, Any]) -> Path:
@@ -28,15 +28,7 @@ def published_name(result: dict[str, Any]) -> Path:
 def check_for_publication(path: Path) -> dict[str, Any]:
     """The result in `path`, or a BenchError saying what does not match."""
     result = read_result(path)
-    if "integrity" not in result:
-        raise BenchError(
-            f"{path}: no integrity hash; it was written by an older bench. Run it again."
-        )
-    if integrity(result) != result["integrity"]:
-        raise BenchError(
-            f"{path}: its content no longer matches its integrity hash: figures, settings or "
-            f"provenance were edited after the run. Submit the file as `bench run` wrote it."
-        )
+    check_integrity(result, str(path))
     if fingerprint(result["config"]) != result["fingerprint"]:
         raise BenchError(
             f"{path}: its fingerprint is not the one its config gives: the config was edited "
@@ -54,18 +46,26 @@ def check_for_publication(path: Path) -> dict[str, Any]:
 
 def submit(paths: list[Path], into: Path) -> list[Path]:
     """Check every file, then copy all of them under `into`; return where they went."""
-    accepted: dict[Path, dict[str, Any]] = {}
+    accepted: dict[Path, tuple[Path, dict[str, Any]]] = {}
     for path in paths:
         result = check_for_publication(path)
-        target = into / published_name(result)
-        if target.exists() or target in accepted:
+        target = path_inside(into, published_name(result))
+        configuration, seed = result["fingerprint"][:12], result["seed"]
+        if target in accepted:
             raise BenchError(
-                f"{path}: configuration {result['fingerprint'][:12]} seed {result['seed']} is "
-                f"already published as {target}."
+                f"{path} and {accepted[target][0]} are the same configuration ({configuration}) "
+                f"and seed ({seed}): submit one of them."
             )
-        accepted[target] = result
-    for target, result in accepted.items():
+        if target.exists():
+            raise BenchError(
+                f"{path}: configuration {configuration} seed {seed} is already published as "
+                f"{target}."
+            )
+        accepted[target] = path, result
+    for target, (_, result) in accepted.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-        write_atomically(target, lambda handle, text=text: handle.write(text.encode()))
+        write_atomically(
+            target, lambda handle, text=text: handle.write(text.encode()), "another --into"
+        )
     return list(accepted)

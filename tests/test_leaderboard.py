@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,210 @@ def test_datasets_with_papers_figures_get_a_page_with_the_command_that_fills_it(
     assert "No reproduced result yet" in coco
     assert "bench run --plugin csq --dataset coco --protocol std-hash --seeds 3" in coco
     assert "| csq      | ResNet-50, 16 bits, mAP@5000 | 79.6" in coco
+
+
+# --- result files are untrusted input (they arrive in contributors' pull requests) -----------
+
+
+def build_command(results: Path, out: Path):
+    return CliRunner().invoke(cli, ["leaderboard", "build", "--results", results, "--out", out])
+
+
+def test_a_dataset_name_cannot_write_outside_out(make_result, reseal, tmp_path):
+    result = make_result()
+    result["dataset"]["name"] = "../../pwned-board"
+    path = write(tmp_path / "deep" / "results", "ms", reseal(result))
+    outcome = build_command(tmp_path / "deep" / "results", tmp_path / "deep" / "boards")
+    assert outcome.exit_code == 2
+    assert f"{path}: invalid value at 'dataset.name': '../../pwned-board' does not match" in (
+        outcome.stderr
+    )
+    assert list(tmp_path.rglob("pwned-board*")) == []
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_links_in_the_results_folder_are_refused_not_followed(make_result, tmp_path, link):
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    write(results, "honest", make_result(seed=0))
+    outside = write(elsewhere, "outside", make_result(seed=1, recall=0.99))
+    if link == "file":
+        linked = results / "synth-cub" / "ms" / "linked.json"
+        linked.symlink_to(outside)
+    else:
+        linked = results / "synth-cub" / "linked"
+        linked.symlink_to(outside.parent, target_is_directory=True)
+    with pytest.raises(BenchError, match=f"{linked} is a symbolic link"):
+        collect([results])
+
+
+def test_a_hand_edited_figure_is_refused(make_result, tmp_path):
+    results = tmp_path / "results"
+    result = make_result()
+    result["final"]["metrics"]["recall@1"] = 0.99
+    path = write(results, "edited", result)
+    outcome = build_command(results, tmp_path / "boards")
+    assert outcome.exit_code == 2
+    assert f"{path}: its content no longer matches its integrity hash" in outcome.stderr
+    assert not (tmp_path / "boards").exists()
+
+
+def test_a_result_without_integrity_is_refused_as_submit_refuses_it(make_result, tmp_path):
+    result = make_result()
+    del result["integrity"]
+    path = write(tmp_path / "results", "unsealed", result)
+    with pytest.raises(BenchError, match=f"{path}: no integrity hash; it was written by an older"):
+        collect([tmp_path / "results"])
+
+
+def test_check_also_verifies_integrity(make_result, results, tmp_path):
+    out = tmp_path / "boards"
+    assert build_command(results, out).exit_code == 0
+    edited = results / "synth-cub" / "ms" / "ms-1.json"
+    document = json.loads(edited.read_text())
+    document["final"]["metrics"]["recall@1"] = 0.99
+    edited.write_text(json.dumps(document))
+    checked = CliRunner().invoke(cli, ["leaderboard", "check", "--results", results, "--out", out])
+    assert checked.exit_code == 2 and "no longer matches its integrity hash" in checked.stderr
+
+
+def test_one_configuration_and_seed_under_two_names_is_refused(registry, make_result, tmp_path):
+    results = tmp_path / "results"
+    later = write(results, "run", make_result(seed=4))
+    first = write(results, "run-copy", make_result(seed=4))  # sorts before run.json
+    with pytest.raises(BenchError) as error:
+        build(registry, collect([results]), tmp_path)
+    assert str(error.value) == (
+        f"{later}: configuration {'a' * 12} seed 4 is also in {first}: one run counts once. "
+        f"Remove one of the two files."
+    )
+
+
+def test_html_pipes_and_newlines_in_fields_reach_the_tables_escaped(registry, make_result,
+                                                                    reseal, tmp_path):  # fmt: skip
+    result = make_result(overrides=["<img src=x onerror=alert(1)>", "a|b\nc"])
+    result["method"]["plugin_version"] = "</td><script>alert(1)</script>"
+    results = write(tmp_path / "results", "evil", reseal(result)).parents[2]
+    markdown = render_files(build(registry, collect([results]), tmp_path))["synth-cub.md"]
+    assert "<img" not in markdown and "<script" not in markdown
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| 1 ")]
+    assert "&lt;img src=x onerror=alert(1)&gt;, a\\|b c" in row
+    assert "ms &lt;/td&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in row
+    header = markdown.splitlines()[markdown.splitlines().index(row) - 2]
+    assert row.replace("\\|", "").count("|") == header.count("|")
+
+
+def test_result_links_are_percent_encoded(registry, make_result, tmp_path):
+    write(tmp_path / "results", "run (copy) #2", make_result())
+    document = build(registry, collect([tmp_path / "results"]), tmp_path)["synth-cub"]
+    assert document["tables"][0]["rows"][0]["results"] == [
+        "results/synth-cub/ms/run%20%28copy%29%20%232.json"
+    ]
+
+
+def test_links_are_relative_to_out_not_to_the_working_directory(make_result, tmp_path, monkeypatch):
+    write(tmp_path / "results", "run", make_result())
+    monkeypatch.chdir(tmp_path)
+    assert build_command(Path("results"), Path("site/boards")).exit_code == 0
+    markdown = (tmp_path / "site" / "boards" / "synth-cub.md").read_text()
+    assert "[1](../../results/synth-cub/ms/run.json)" in markdown
+
+
+def test_a_dataset_no_plugin_registers_is_named(registry, make_result, tmp_path):
+    path = write(tmp_path / "results", "run", make_result(dataset="mystery-birds"))
+    with pytest.raises(BenchError) as error:
+        build(registry, collect([tmp_path / "results"]), tmp_path)
+    assert str(error.value) == (
+        f"{path}: dataset 'mystery-birds' is not registered by any installed plugin, so its "
+        f"metrics are not known. Install the plugin that registers it (`bench plugins` lists "
+        f"those installed) and build again."
+    )
+
+
+def test_a_result_without_the_main_metric_is_named(registry, make_result, reseal, tmp_path):
+    result = make_result()
+    del result["final"]["metrics"]["recall@1"]
+    path = write(tmp_path / "results", "run", reseal(result))
+    with pytest.raises(BenchError, match=f"{path}: final.metrics has no 'recall@1', the main "):
+        build(registry, collect([tmp_path / "results"]), tmp_path)
+
+
+def test_a_future_schema_says_which_dmlbench_made_it(make_result, tmp_path):
+    result = make_result()
+    result.update(schema_version=2, environment={**result["environment"], "dmlbench": "7.3.0"})
+    path = write(tmp_path / "results", "future", result)
+    with pytest.raises(BenchError) as error:
+        collect([tmp_path / "results"])
+    assert str(error.value) == (
+        f"{path}: made by dmlbench 7.3.0 (schema 2); this dmlbench (0.1.0) reads schema 1: "
+        f"upgrade dmlbench to read it."
+    )
+    result["environment"]["dmlbench"] = "\x1b[2J"  # no terminal escape reaches the screen
+    write(tmp_path / "results", "future", result)
+    with pytest.raises(BenchError, match="future.json: made by a newer dmlbench .schema 2.; "):
+        collect([tmp_path / "results"])
+
+
+def test_deeply_nested_json_gets_a_clear_error(make_result, tmp_path):
+    path = tmp_path / "results" / "synth-cub" / "ms" / "deep.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BenchError, match=f"{path}: JSON nested deeper than 64 levels"):
+        collect([tmp_path / "results"])
+    result = make_result()
+    nested: dict = {}
+    result["config"]["hparams"]["deep"] = nested
+    for _ in range(100):
+        nested["deeper"] = nested = {}
+    path.write_text(json.dumps(result))
+    with pytest.raises(BenchError, match=f"{path}: JSON nested deeper than 64 levels"):
+        collect([tmp_path / "results"])
+
+
+def test_an_oversized_result_file_is_refused_before_it_is_parsed(make_result, tmp_path):
+    path = write(tmp_path / "results", "huge", make_result())
+    with path.open("a") as handle:
+        handle.write(" " * (16 << 20))
+    with pytest.raises(BenchError, match=f"{path}: larger than 16 MiB; result files are"):
+        collect([tmp_path / "results"])
+
+
+def test_a_linked_table_under_out_is_neither_written_through_nor_taken_as_fresh(
+    make_result, tmp_path
+):
+    results, out = tmp_path / "results", tmp_path / "boards"
+    write(results, "run", make_result())
+    assert build_command(results, out).exit_code == 0
+    outside = tmp_path / "outside.md"
+    outside.write_text((out / "synth-cub.md").read_text())
+    (out / "synth-cub.md").unlink()
+    (out / "synth-cub.md").symlink_to(outside)
+    args = ["--results", results, "--out", out]
+    checked = CliRunner().invoke(cli, ["leaderboard", "check", *args])
+    assert checked.exit_code == 1 and "synth-cub.md" in checked.stderr
+    built = build_command(results, out)
+    assert built.exit_code == 2 and f"{out / 'synth-cub.md'} is a symbolic link" in built.stderr
+    assert outside.read_text().startswith("# synth-cub")
+
+
+def test_a_result_whose_names_disagree_is_refused(make_result, reseal, tmp_path):
+    result = make_result()
+    result["method"]["name"] = "sgml"  # ranked as sgml, filed under ms
+    path = write(tmp_path / "results", "run", reseal(result))
+    with pytest.raises(BenchError) as error:
+        collect([tmp_path / "results"])
+    assert str(error.value) == (
+        f"{path}: config.method 'ms' and method.name 'sgml' differ; bench run writes the same "
+        f"name in both."
+    )
+
+
+def test_unreadable_json_is_named(tmp_path):
+    folder = tmp_path / "results" / "synth-cub" / "ms"
+    folder.mkdir(parents=True)
+    (folder / "latin1.json").write_bytes(b'{"method": "\xe9"}')
+    with pytest.raises(BenchError, match=f"{folder / 'latin1.json'}: not valid JSON"):
+        collect([tmp_path / "results"])
+    (folder / "latin1.json").unlink()
+    os.mkfifo(folder / "pipe.json")  # reading it would wait for a writer for ever
+    with pytest.raises(BenchError, match=f"{folder / 'pipe.json'}: not a file."):
+        collect([tmp_path / "results"])

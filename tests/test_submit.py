@@ -83,3 +83,43 @@ def test_one_bad_file_publishes_nothing(sealed, tmp_path):
     outcome = invoke(good, save(tmp_path, "bad", bad), "--into", tmp_path / "published")
     assert outcome.exit_code == 2 and "no integrity hash" in outcome.stderr
     assert not (tmp_path / "published").exists()
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("method", "../../../x"), ("dataset", "ABSOLUTE"), ("dataset", "..")],
+)
+def test_names_that_would_leave_into_are_refused(sealed, tmp_path, field, value):
+    value = str(tmp_path / "absolute") if value == "ABSOLUTE" else value
+    result = sealed()
+    result["config"][field] = value
+    result["fingerprint"] = fingerprint(result["config"])
+    result["integrity"] = integrity(result)
+    path = save(tmp_path, "escape", result)
+    outcome = invoke(path, "--into", tmp_path / "a" / "b" / "published")
+    assert outcome.exit_code == 2
+    assert f"{path}: invalid value at 'config.{field}': '{value}' does not match" in outcome.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["escape.json"]
+
+
+def test_a_symlinked_folder_under_into_is_not_written_through(sealed, tmp_path):
+    into, elsewhere = tmp_path / "published", tmp_path / "elsewhere"
+    into.mkdir()
+    elsewhere.mkdir()
+    (into / "synth-cub").symlink_to(elsewhere, target_is_directory=True)
+    outcome = invoke(save(tmp_path, "run", sealed()), "--into", into)
+    assert outcome.exit_code == 2
+    assert f"{into / 'synth-cub'} is a symbolic link" in outcome.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_two_given_files_of_one_configuration_and_seed_are_named(sealed, tmp_path):
+    result = sealed(seed=3)
+    first, second = save(tmp_path, "first", result), save(tmp_path, "second", result)
+    outcome = invoke(first, second, "--into", tmp_path / "published")
+    assert outcome.exit_code == 2
+    assert outcome.stderr == (
+        f"Error: {second} and {first} are the same configuration ({result['fingerprint'][:12]}) "
+        f"and seed (3): submit one of them.\n"
+    )
+    assert not (tmp_path / "published").exists()

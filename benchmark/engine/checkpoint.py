@@ -22,7 +22,7 @@ def save_checkpoint(
         "config": config,
         "fingerprint": fingerprint,
     }
-    write_atomically(path, lambda handle: torch.save(payload, handle))
+    write_atomically(path, lambda handle: torch.save(payload, handle), "another --results-dir")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def save_resume_point(path: Path, progress: RunProgress, epoch: int, config: Run
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda handle: torch.save(payload, handle))
+        write_atomically(path, lambda handle: torch.save(payload, handle), "another --results-dir")
     except OSError as error:
         raise BenchError(
             f"Cannot write the resume checkpoint {path}: {error.strerror}. Pass a writable "
