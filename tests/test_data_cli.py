@@ -130,3 +130,26 @@ def test_a_prepared_cache_is_used_and_evaluates_like_the_plain_pipeline(
     assert (plain["dataset"]["pipeline"], prepared["dataset"]["pipeline"]) == ("plain", "prepared")
     assert prepared["evaluations"][0]["metrics"] == plain["evaluations"][0]["metrics"]
     assert prepared["evaluations"][1]["train"]["loss"] > 0
+
+
+def test_check_decodes_each_image_whole_and_refuses_oversized_ones(
+    runner, data_root, tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    shutil.copytree(data_root / "synth-cub", tmp_path / "synth-cub")
+    images = sorted((tmp_path / "synth-cub" / "CUB_200_2011" / "images").rglob("*.jpg"))
+    whole = images[0].read_bytes()
+    images[0].write_bytes(whole[: len(whole) // 2])  # Image.verify() passes this one
+    Image.new("RGB", (100, 100)).save(images[1])
+    # 100 x 100 is above the limit but below twice it, where PIL only warns and decodes.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 8000)
+    result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[2] == "2 missing or unreadable images:"
+    assert lines[3].startswith(f"  {images[0]}: unreadable (OSError: image file is truncated")
+    assert lines[4] == (
+        f"  {images[1]}: unreadable (it has 10,000 pixels, more than PIL's limit of 8,000 "
+        "(PIL.Image.MAX_IMAGE_PIXELS): a possible decompression bomb, refused)"
+    )
