@@ -101,15 +101,15 @@ def test_prepare_coco_writes_the_three_lists(runner, tmp_path):
             "--train",
             "4",
             "--root",
-            str(tmp_path),
+            str(tmp_path / "data"),  # created, as it is missing
         ],
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"Wrote train.txt, test.txt and database.txt to {tmp_path / 'coco'}"
+        f"Wrote train.txt, test.txt and database.txt to {tmp_path / 'data' / 'coco'}"
         " (train 4, query 3, database 9).\n"
     )
-    lines = (tmp_path / "coco" / "test.txt").read_text().splitlines()
+    lines = (tmp_path / "data" / "coco" / "test.txt").read_text().splitlines()
     assert lines[0].startswith("# dmlbench ") and '"categories": ["apple", "zebra"]' in lines[0]
     assert len(lines) == 4 and all(len(line.split()) == 3 for line in lines[1:])
 
