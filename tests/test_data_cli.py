@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -52,18 +53,37 @@ def test_check_reports_counts_and_the_split_fingerprint(runner, data_root):
     assert report["bad_images"] == []
 
 
-def test_check_lists_missing_and_unreadable_images_and_exits_1(runner, data_root, tmp_path):
+def test_check_lists_unreadable_images_and_exits_1(runner, data_root, tmp_path):
     shutil.copytree(data_root / "synth-cub", tmp_path / "synth-cub")
     images = sorted((tmp_path / "synth-cub" / "CUB_200_2011" / "images").rglob("*.jpg"))
-    images[0].unlink()
     images[1].write_bytes(b"not a jpeg")
     result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(tmp_path)])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[2] == "2 missing or unreadable images:"
-    assert lines[3] == f"  {images[0]}: missing"
-    assert lines[4].startswith(f"  {images[1]}: unreadable (UnidentifiedImageError")
+    assert lines[2] == "1 missing or unreadable images:"
+    assert lines[3].startswith(f"  {images[1]}: unreadable (UnidentifiedImageError")
     assert lines[-1] == "FAILED"
+    images[0].unlink()  # a generated dataset missing a file is to be generated again
+    result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: The generated dataset synth-cub in {tmp_path / 'synth-cub'} is damaged: delete "
+        f"that folder and run again to regenerate it. ({images[0]} is missing.)\n"
+    )
+
+
+def test_check_lists_the_missing_images_of_a_dataset(tmp_path):
+    from PIL import Image
+
+    from benchmark.data.check import check_dataset
+    from benchmark.specs import DatasetSpec, ImageSet, Splits
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "here.png")
+    images = ImageSet((tmp_path / "here.png", tmp_path / "gone.png"), np.array([0, 1]))
+    spec = DatasetSpec("tiny", "", "retrieval", load=lambda root: Splits(images, images, images))
+    report = check_dataset(spec, tmp_path)
+    assert report.bad_images == [f"{tmp_path / 'gone.png'}: missing"]
+    assert report.counts["images"] == 2
 
 
 def test_check_of_an_absent_dataset_names_the_path(runner, tmp_path):
