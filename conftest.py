@@ -127,3 +127,19 @@ def reseal():
         return result
 
     return seal
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """deny(path): reading file `path` then fails as it does without read permission (chmod 000
+    cannot show that where tests run as root)."""
+    denied: set[Path] = set()
+    read_bytes = Path.read_bytes
+
+    def guarded(path: Path) -> bytes:
+        if path in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded)
+    return denied.add

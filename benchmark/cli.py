@@ -24,6 +24,7 @@ from benchmark.report import (
     plugins_table,
     seeds_table,
 )
+from benchmark.stats import MAX_SEED, parse_seeds
 
 
 class BenchClickError(click.ClickException):
@@ -56,6 +57,15 @@ def cli() -> None:
     """dmlbench: benchmark deep metric learning and deep hashing methods under one protocol."""
 
 
+def _seed_list(ctx, param, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @cli.command()
 @click.option("--plugin", "--method", "-p", "method", required=True, help="Method to run.")
 @click.option("--dataset", "-d", required=True, help="Dataset to train and evaluate on.")
@@ -64,10 +74,11 @@ def cli() -> None:
     default=None,
     help="Name or JSON path [default: the dataset's standard protocol, which the run names].",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED))
 @click.option(
     "--seeds",
     default=None,
+    callback=_seed_list,
     help="Run several seeds: a count (3 = seeds 0, 1, 2) or a list (0,1,2); prints mean, sd "
     "and 95% CI. Replaces --seed.",
 )
@@ -96,7 +107,7 @@ def cli() -> None:
 )
 @click.option("--data-root", default=None, help="[default: $BENCH_DATA or ~/.cache/dmlbench/data]")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path())
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop.")
 @click.option(
     "--resume",
@@ -157,12 +168,8 @@ def run(
 ) -> None:
     """Train METHOD on DATASET under PROTOCOL, evaluate, and write one result file per seed."""
     from benchmark.config import build_run_config, choose_protocol, protocol_notes
-    from benchmark.stats import parse_seeds
 
-    try:
-        seed_list = [seed] if seeds is None else parse_seeds(seeds)
-    except ValueError as error:
-        raise BenchError(str(error)) from None
+    seed_list = [seed] if seeds is None else seeds
     if folds and seeds is not None:
         raise BenchError("--folds runs one seed (--seed); it cannot be combined with --seeds.")
     if resume not in (None, "auto") and (folds or len(seed_list) > 1):
@@ -190,9 +197,10 @@ def run(
         from benchmark.engine.folds import fold_config
 
         configs = [fold_config(configs[0], folds, fold) for fold in range(folds)]
-    for note in protocol_notes(loaded, configs[0], choice):
-        click.echo(note, err=True)
+    notes = protocol_notes(loaded, configs[0], choice)
     if dry_run:
+        for note in notes:
+            click.echo(note, err=True)
         document = {"fingerprint": configs[0].fingerprint, "config": configs[0].to_dict()}
         click.echo(json.dumps(document, indent=2, sort_keys=True))
         return
@@ -215,6 +223,8 @@ def run(
     if options.progress:
         loaded.manager.register(ConsoleReporter(), name="console")
     say = click.echo if world.is_main else _silent  # rank 0 speaks for the run
+    for note in notes:
+        say(note, err=True)
     results, paths = [], []
     try:
         for config in configs:
@@ -312,7 +322,10 @@ def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
 def eval_(
     embeddings, checkpoint, task, metrics, recall_at, top_k, distance, data_root, device, as_json
 ) -> None:
-    """Score EMBEDDINGS (.npz) produced by anything, or re-score a saved run."""
+    """Score EMBEDDINGS (.npz) produced by anything, or re-score a saved run.
+
+    Labels must be integers (whole floats such as 1.0 pass); pickled arrays are refused, and so
+    is a file whose arrays exceed $BENCH_EVAL_MAX_GB gigabytes (default 4)."""
     if (embeddings is None) == (checkpoint is None):
         raise click.UsageError("Give either an EMBEDDINGS.npz file or --checkpoint, not both.")
     wanted = metrics.split(",") if metrics else None
@@ -401,7 +414,7 @@ def prepare(
 
     files = list(annotation_files)
     target = resolve_data_root(root) / "coco"
-    target.mkdir(exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     split = build_coco_split(files, seed=seed, queries=queries, train=train)
     write_coco_lists(split, target, coco_category_names(files), seed=seed)
     sizes = ", ".join(f"{part} {len(rows):,}" for part, rows in split.items())

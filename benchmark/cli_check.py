@@ -15,7 +15,7 @@ import click
 )
 @click.option("--steps", type=click.IntRange(min=4), default=None, help="Training steps [60].")
 @click.option("--data-root", default=None, help="[default: $BENCH_DATA or ~/.cache/dmlbench/data]")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")
 def check_command(name: str, quick: bool, steps: int | None, data_root, device: str) -> None:
     """Run the conformance checks on method NAME; exit 1 when any fails."""
     from benchmark.cli import registry

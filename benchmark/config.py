@@ -40,10 +40,13 @@ def validate(document: Any, schema: Mapping[str, Any], where: str) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON document in file `path`; a BenchError names the file (and line) when it is
+    missing, a folder, unreadable, not UTF-8 or not JSON."""
+    from benchmark.textfile import read_text
+
+    text = read_text(path)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BenchError(f"{path}: file not found.") from None
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise BenchError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
 

@@ -66,3 +66,30 @@ def test_a_run_with_skip_bad_images_counts_them(registry, data_root, tmp_path):
     assert result["final"]["metrics"]["queries"] == len(splits.query) - 2
     with pytest.raises(BenchError, match=f"Cannot read image {splits.query.paths[0]}"):
         execute(registry, config, RunOptions(tmp_path, tmp_path / "r2", "cpu", False, False))
+
+
+@pytest.mark.parametrize(
+    ("side", "why"),
+    [  # PIL warns (and decodes) above 100 pixels here, raises above 200
+        (12, "it has 144 pixels, more than PIL's limit of 100"),
+        (20, "it has more than twice PIL's limit of 100 pixels"),
+    ],
+)
+def test_an_image_above_pils_pixel_limit_is_refused_naming_it(tmp_path, monkeypatch, side, why):
+    from benchmark.data.prepared import prepare_split
+
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (side, side)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    images = ImageSet((path,), np.arange(1))
+    dataset = ImageDataset(images, 8, build_transform(DATA_CFG, train=False), cache=False)
+    with pytest.raises(BenchError) as error:
+        dataset[0]
+    assert str(error.value) == (
+        f"Cannot read image {path}: {why} "
+        "(PIL.Image.MAX_IMAGE_PIXELS): a possible decompression bomb, refused. Re-extract the "
+        "dataset, or pass --skip-bad-images to leave unreadable images out (they are counted)."
+    )
+    skipping = ImageDataset(images, 8, build_transform(DATA_CFG, train=False), False, True)
+    assert skipping[0] == 0
+    assert prepare_split(images, 8, 8, tmp_path / "prepared").unreadable == (0,)

@@ -59,11 +59,6 @@ def test_dry_run_prints_the_resolved_config_and_its_fingerprint(runner, registry
             ["--plugin", "ms", "--dataset", "synth-cub", "--set", "train.lr=0.1"],
             "Error: --set: unknown key 'train.lr'. Did you mean 'train.optimizer.lr'",
         ),
-        (
-            ["--plugin", "ms", "--dataset", "synth-cub", "--data-root", "/nonexistent/dmlbench"],
-            "Error: Data root /nonexistent/dmlbench (from --data-root) does not exist or is not a "
-            "folder: create it, or point --data-root at the folder holding the datasets.\n",
-        ),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_no_traceback(runner, args, message):
@@ -74,11 +69,48 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(runner, args, message
     assert "Traceback" not in result.output
 
 
+def test_a_missing_data_root_is_named_by_the_datasets_loader(runner, tmp_path):
+    root = tmp_path / "nowhere"
+    result = runner.invoke(cli, ["run", "-p", "ms", "-d", "cub", "--data-root", str(root)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: CUB-200-2011 not found: neither {root / 'cub' / 'images.txt'} nor "
+    )
+    assert "Traceback" not in result.output and not root.exists()
+
+
 def test_bench_data_env_var_is_the_fallback_data_root(runner, monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "missing"))
+    result = runner.invoke(cli, ["run", "-p", "ms", "-d", "cub"])
+    assert result.exit_code == 2
+    assert f"neither {tmp_path / 'missing' / 'cub' / 'images.txt'} nor" in result.stderr
+    assert not (tmp_path / "missing").exists()  # only a generated dataset creates its root
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "file"))
     result = runner.invoke(cli, ["run", "-p", "ms", "-d", "synth-cub"])
     assert result.exit_code == 2
-    assert f"Data root {tmp_path / 'missing'} (from $BENCH_DATA)" in result.stderr
+    assert result.stderr.splitlines(keepends=True)[-1] == (
+        f"Error: Data root {tmp_path / 'file'} (from $BENCH_DATA) is not a folder: point "
+        "$BENCH_DATA at the folder holding the datasets.\n"
+    )
+
+
+def test_a_generated_dataset_creates_a_missing_data_root(runner, data_root, tmp_path, monkeypatch):
+    from benchmark.data.datasets import synth
+
+    root = tmp_path / "new" / "deeper"
+
+    def copy_of_the_session_synth_cub(folder, seed):  # generating anew takes seconds
+        import shutil
+
+        shutil.copytree(data_root / "synth-cub", folder)
+
+    monkeypatch.setattr(synth, "generate_synth_cub", copy_of_the_session_synth_cub)
+    # `bench data check` resolves the root as `bench run` does, and is quicker than a run.
+    result = runner.invoke(cli, ["data", "check", "synth-cub", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "ok"
+    assert (root / "synth-cub" / "CUB_200_2011" / ".complete").is_file()
 
 
 def test_plugins_lists_versions_and_registrations(runner):
@@ -159,3 +191,92 @@ def test_run_reports_each_evaluation_and_ends_with_a_table(runner, data_root, tm
     assert table[5].endswith(", the best on the validation split")
     (written,) = (tmp_path / "synth-cub" / "ms").glob("*.json")
     assert table[-1] == f"Result written to {written}"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "--seed",
+            "-1",
+            "Error: Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295",
+        ),
+        ("--seed", str(2**64), "Error: Invalid value for '--seed': 18446744073709551616 is not in"),
+        (
+            "--seeds",
+            "0,-1",
+            "Error: Invalid value for '--seeds': expected distinct seeds from 0 to",
+        ),
+        (
+            "--seeds",
+            "10000000000",
+            "Error: Invalid value for '--seeds': a count of seeds is at least 1 and",
+        ),
+    ],
+)
+def test_bad_seeds_are_refused_when_the_options_are_parsed(runner, option, value, message):
+    # An unknown method would be reported by the command; the seed is refused before it runs.
+    result = runner.invoke(cli, ["run", "-p", "no-such-method", "-d", "synth-cub", option, value])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Unknown method" not in result.stderr
+
+
+@pytest.mark.parametrize("device", ["garbage", "cuda:x", "CPU", "cpu:1", "cuda:-1"])
+def test_a_device_that_is_no_device_lists_the_accepted_forms(runner, tmp_path, device):
+    args = ["run", "-p", "ms", "-d", "synth-cub", "--data-root", str(tmp_path), "--device", device]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --device {device}: not a device this benchmark runs on; use auto, cpu, cuda, "
+        "cuda:N (N counting the CUDA devices from 0) or mps.\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cuda_device_that_is_not_there_is_named(monkeypatch):
+    import torch
+
+    from benchmark.engine.run import pick_device
+    from benchmark.errors import BenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("cuda") == torch.device("cuda")
+    with pytest.raises(BenchError) as error:
+        pick_device("cuda:99")
+    assert str(error.value) == (
+        "--device cuda:99: there is no CUDA device 99; this machine has 2 (cuda:0 to cuda:1)."
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchError, match="--device cuda:0: no CUDA device is available; use"):
+        pick_device("cuda:0")
+
+
+def test_mps_is_refused_where_there_is_none(monkeypatch):
+    import torch
+
+    from benchmark.engine.run import pick_device
+    from benchmark.errors import BenchError
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(BenchError, match="--device mps: no MPS .Apple GPU. device is available"):
+        pick_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("mps") == torch.device("mps")
+
+
+def test_a_protocol_that_is_a_folder_or_not_utf8_is_named(runner, tmp_path):
+    folder = tmp_path / "protocols.json"
+    folder.mkdir()
+    result = runner.invoke(cli, ["run", "-p", "ms", "-d", "synth-cub", "--protocol", str(folder)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {folder}: is a folder, not a file; give the file's path.\n"
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{\n  "name": "caf\xe9"\n}\n')
+    result = runner.invoke(cli, ["run", "-p", "ms", "-d", "synth-cub", "--protocol", str(latin1)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {latin1}:2: not UTF-8 text (byte 0xe9 in column 15); save it as UTF-8.\n"
+    )

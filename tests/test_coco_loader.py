@@ -347,3 +347,40 @@ def test_write_rejects_a_leaky_split(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="labels of val2014/COCO_val2014_000000000005.jpg are"):
         write_coco_lists(unlabelled, tmp_path, CATEGORIES, seed=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_list_that_is_not_utf8_or_cannot_be_read_is_named(root: Path, unreadable) -> None:
+    path = root / "train.txt"
+    line_no = len(path.read_bytes().splitlines()) + 1
+    path.write_bytes(path.read_bytes() + b"train2014/caf\xe9.jpg 1 0 0 0\n")
+    with pytest.raises(BenchError) as error:
+        load_coco(root)
+    assert str(error.value) == (
+        f"{path}:{line_no}: not UTF-8 text (byte 0xe9 in column 14). Save it as UTF-8, or "
+        "rebuild the lists with `bench data prepare coco`."
+    )
+    unreadable(root / "test.txt")
+    write_list(path, TRAIN)
+    with pytest.raises(BenchError) as error:
+        load_coco(root)
+    assert str(error.value) == (
+        f"{root / 'test.txt'}: cannot be read (Permission denied); check its permissions."
+    )
+
+
+def test_annotations_that_are_not_utf8_or_cannot_be_read_are_named(
+    annotations: list[Path], unreadable
+) -> None:
+    path = annotations[0]
+    path.write_bytes(b'{"images": [],\n "info": "caf\xe9"}')
+    with pytest.raises(BenchError) as error:
+        build_coco_split(annotations)
+    assert str(error.value) == (
+        f"{path.resolve()}:2: not UTF-8 text (byte 0xe9 in column 14). Download it again."
+    )
+    unreadable(annotations[1].resolve())
+    with pytest.raises(BenchError) as error:
+        build_coco_split(annotations[1:])
+    assert str(error.value) == (
+        f"{annotations[1].resolve()}: cannot be read (Permission denied); check its permissions."
+    )

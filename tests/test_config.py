@@ -190,3 +190,15 @@ def test_standard_protocols_differ_only_where_they_say(registry):
     assert registry.protocols["std-hash"]["model"]["hash"] == {
         "bits": 64, "hidden": 2048, "dropout": 0.5,
     }  # fmt: skip
+
+
+def test_a_protocol_file_that_cannot_be_read_says_why(tmp_path, unreadable):
+    path = tmp_path / "mine.json"
+    path.write_text("{}")
+    unreadable(path)
+    with pytest.raises(BenchError) as error:
+        load_protocol_file(path)
+    assert str(error.value) == f"{path}: cannot be read (Permission denied); check its permissions."
+    with pytest.raises(BenchError) as error:
+        load_protocol_file(tmp_path / "absent.json")
+    assert str(error.value) == f"{tmp_path / 'absent.json'}: file not found."

@@ -200,3 +200,49 @@ def test_class_level_attributes_binarise_the_continuous_table(cub_root: Path) ->
     table.unlink()
     with pytest.raises(BenchError, match="class_attribute_labels_continuous.txt not found"):
         load_cub(cub_root, attributes="class")
+
+
+def write_class_table(cub_root: Path) -> Path:
+    table = cub_root / "CUB_200_2011" / "attributes" / "class_attribute_labels_continuous.txt"
+    table.write_text("".join("75.0 50.0 75.0\n" for _ in range(6)))
+    return table
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        "CUB_200_2011/images.txt",
+        "CUB_200_2011/image_class_labels.txt",
+        "CUB_200_2011/classes.txt",
+        "attributes.txt",
+        "CUB_200_2011/attributes/image_attribute_labels.txt",  # read by np.loadtxt
+        "CUB_200_2011/attributes/class_attribute_labels_continuous.txt",
+    ],
+)
+def test_a_list_that_is_not_utf8_is_named_by_file_and_line(cub_root: Path, file: str) -> None:
+    write_class_table(cub_root)
+    path = cub_root / file
+    line_no = len(path.read_bytes().splitlines()) + 1
+    path.write_bytes(path.read_bytes() + b"99 caf\xe9\n")
+    with pytest.raises(BenchError) as error:
+        load_cub(cub_root, attributes="class")
+    assert str(error.value) == (
+        f"{path}:{line_no}: not UTF-8 text (byte 0xe9 in column 7). Fix or re-extract the file."
+    )
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        "CUB_200_2011/image_class_labels.txt",
+        "CUB_200_2011/attributes/class_attribute_labels_continuous.txt",
+    ],
+)
+def test_a_list_that_cannot_be_read_is_named(cub_root: Path, file: str, unreadable) -> None:
+    write_class_table(cub_root)
+    unreadable(cub_root / file)
+    with pytest.raises(BenchError) as error:
+        load_cub(cub_root, attributes="class")
+    assert str(error.value) == (
+        f"{cub_root / file}: cannot be read (Permission denied); check its permissions."
+    )

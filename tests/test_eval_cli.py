@@ -80,7 +80,21 @@ def test_hashing_file_gives_map_at_k(runner, tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not a zip file", "not a readable .npz file of plain arrays"),
+        (b"not a zip file", "not an .npz file (no zip archive); save the arrays with numpy.savez."),
+        (
+            {"embeddings": np.zeros((2, 2)), "labels": np.array([{"a": 1}, None])},
+            "array 'labels' holds Python objects (dtype object); bench eval reads numeric arrays "
+            "only and never unpickles (a pickle can run code).",
+        ),
+        (
+            {"embeddings": np.zeros((4, 2)), "labels": np.array([0.5, 1.5, 0.5, 1.5])},
+            "array 'labels' holds 0.5 at index 0; labels are integer class ids (floats are "
+            "accepted only where whole, such as 1.0).",
+        ),
+        (
+            {"embeddings": np.zeros((2, 2)), "labels": np.array([1.0, np.nan])},
+            "array 'labels' holds nan at index 1;",
+        ),
         (
             {"embeddings": np.zeros((3, 2))},
             "a 'retrieval' file needs the arrays embeddings, labels; "
@@ -128,3 +142,52 @@ def test_checkpoint_rescoring_reproduces_the_run(runner, registry, data_root, tm
     again = runner.invoke(cli, ["eval", "--checkpoint", str(path), "--data-root", str(data_root)])
     assert again.exit_code == 2
     assert f"{path} names no checkpoint: the run was made with --no-save-checkpoint" in again.stderr
+
+
+def test_whole_float_labels_score_as_their_integers(runner, tmp_path):
+    embeddings, labels = clustered(np.random.default_rng(3), 40, 4)
+    np.savez(tmp_path / "int.npz", embeddings=embeddings, labels=labels)
+    np.savez(tmp_path / "float.npz", embeddings=embeddings, labels=labels.astype(np.float32))
+    assert invoke_json(runner, str(tmp_path / "float.npz")) == invoke_json(
+        runner, str(tmp_path / "int.npz")
+    )
+
+
+def test_files_above_the_size_limit_are_refused_before_loading(runner, tmp_path, monkeypatch):
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, embeddings=np.zeros((100, 8)), labels=np.zeros(100, np.int64))
+    monkeypatch.setenv("BENCH_EVAL_MAX_GB", "0.000005")  # 5,000 bytes; the arrays hold 7,200
+    result = runner.invoke(cli, ["eval", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path}: its arrays hold 7,200 bytes, more than the limit of 5,000 bytes; "
+        "raise it with BENCH_EVAL_MAX_GB (now 0.000005; default 4).\n"
+    )
+    monkeypatch.setenv("BENCH_EVAL_MAX_GB", "lots")
+    result = runner.invoke(cli, ["eval", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: BENCH_EVAL_MAX_GB='lots': expected a size in gigabytes, e.g. 16.\n"
+    )
+    monkeypatch.setenv("BENCH_EVAL_MAX_GB", "0.00001")
+    assert "recall@1" in invoke_json(runner, str(path))
+
+
+def test_an_array_header_claiming_more_than_the_file_holds_is_refused(runner, tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)}
+    )
+    path = tmp_path / "lying.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("embeddings.npy", header.getvalue() + bytes(64))
+        archive.writestr("labels.npy", header.getvalue() + bytes(64))
+    result = runner.invoke(cli, ["eval", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"Error: {path}: its arrays hold 32,000,000,000,000 bytes, more than the limit of "
+        "4,000,000,000 bytes; raise it with BENCH_EVAL_MAX_GB"
+    )

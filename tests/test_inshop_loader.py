@@ -289,3 +289,24 @@ def test_spec_reads_the_inshop_folder_of_the_data_root(root: Path, tmp_path: Pat
     assert INSHOP_SPEC.recall_at == (1, 10, 20, 30, 40, 50)
     with pytest.raises(BenchError, match=re.escape(str(tmp_path / "inshop" / "Eval"))):
         INSHOP_SPEC.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "file", ["Eval/list_eval_partition.txt", "Anno/attributes/list_attr_cloth.txt"]
+)
+def test_a_list_that_is_not_utf8_or_cannot_be_read_is_named(
+    root: Path, file: str, unreadable
+) -> None:
+    path = root / file
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"\n", b"\ncaf\xe9 ", 1))
+    with pytest.raises(BenchError) as error:
+        load_inshop(root)
+    assert str(error.value) == (
+        f"{path}:2: not UTF-8 text (byte 0xe9 in column 4). Fix or re-extract the file."
+    )
+    path.write_bytes(original)
+    unreadable(path)
+    with pytest.raises(BenchError) as error:
+        load_inshop(root)
+    assert str(error.value) == f"{path}: cannot be read (Permission denied); check its permissions."

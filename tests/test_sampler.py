@@ -70,3 +70,16 @@ def test_a_random_batch_larger_than_the_split_is_refused():
 
     with pytest.raises(BenchError, match="A batch of 40 images .* larger than the training split"):
         RandomBatchSampler(30, 40, iterations=1, seed=0)
+
+
+def test_a_p_times_k_batch_larger_than_the_split_is_refused_before_sampling():
+    from benchmark.data.samplers import training_sampler
+
+    data_cfg = {"classes_per_batch": 4, "samples_per_class": 100_000_000}
+    with pytest.raises(BenchError) as error:
+        training_sampler(LABELS, data_cfg, iterations=1, seed=0)
+    assert str(error.value) == (
+        "A batch of 400,000,000 images (data.classes_per_batch x data.samples_per_class) is "
+        "larger than the training split (47 images); lower it with --set."
+    )
+    assert len(next(iter(PKSampler(LABELS, 4, 11, 1, seed=0)))) == 44  # up to the split's size

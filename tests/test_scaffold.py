@@ -36,6 +36,24 @@ def test_an_existing_folder_is_refused_with_exit_status_2(tmp_path):
     assert list((tmp_path / "my-loss").iterdir()) == []
 
 
+def test_a_missing_dir_is_created_with_its_parents(tmp_path):
+    parent = tmp_path / "new" / "plugins"
+    outcome = CliRunner().invoke(cli.cli, ["new-plugin", "my-loss", "--dir", str(parent)])
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stdout.startswith(f"Wrote the method plugin 'my-loss' to {parent / 'my-loss'}.")
+    assert sorted(path.name for path in parent.iterdir()) == ["my-loss"]
+    assert (parent / "my-loss" / "pyproject.toml").is_file()
+
+
+def test_a_dir_under_a_file_is_refused_with_exit_status_2(tmp_path):
+    (tmp_path / "file").write_text("")
+    outcome = CliRunner().invoke(
+        cli.cli, ["new-plugin", "my-loss", "--dir", str(tmp_path / "file" / "x")]
+    )
+    assert outcome.exit_code == 2
+    assert outcome.stderr.startswith(f"Error: --dir {tmp_path / 'file' / 'x'}: cannot create it (")
+
+
 def test_the_package_has_everything_a_plugin_needs(tmp_path):
     outcome = CliRunner().invoke(cli.cli, ["new-plugin", "my-loss", "--dir", str(tmp_path)])
     assert outcome.exit_code == 0, outcome.output

@@ -154,3 +154,19 @@ def test_reads_through_the_coco_loader(coco_dir: Path, splits: Splits) -> None:
     assert np.array_equal(direct.query.labels, splits.query.labels)
     assert (SYNTH_COCO_SPEC.task, SYNTH_COCO_SPEC.top_k) == ("hashing", 250)
     assert SYNTH_COCO_SPEC.main_metric == "map@k"
+
+
+def test_a_deleted_file_says_which_synth_dataset_and_how_to_regenerate(data_root, tmp_path):
+    import shutil
+
+    folder = tmp_path / "synth-coco"
+    shutil.copytree(data_root / "synth-coco", folder)
+    image = sorted((folder / "images").glob("*.jpg"))[0]
+    image.unlink()
+    with pytest.raises(BenchError) as error:
+        SYNTH_COCO_SPEC.load(tmp_path)
+    assert str(error.value).startswith(
+        f"The generated dataset synth-coco in {folder} is damaged: delete that folder and "
+        f"run again to regenerate it. ("
+    )
+    assert str(image) in str(error.value)

@@ -161,14 +161,48 @@ def test_ensure_rejects_a_folder_without_matching_marker(tmp_path: Path, data_ro
         ensure_synth_cub(data_root, seed=1)
 
 
-def test_ensure_needs_an_existing_data_root(tmp_path: Path) -> None:
-    missing = tmp_path / "nowhere"
-    with pytest.raises(BenchError, match="does not exist: create it or pass --data-root"):
-        ensure_synth_cub(missing)
-    assert not missing.exists()
-
-
 def test_reads_through_the_cub_loader(cub_dir: Path, splits: Splits) -> None:
     direct = load_cub(cub_dir)
     assert direct.train.paths == splits.train.paths
     assert np.array_equal(direct.query.attributes, splits.query.attributes)
+
+
+def damaged_message(spec, root: Path) -> str:
+    with pytest.raises(BenchError) as error:
+        spec.load(root)
+    return str(error.value)
+
+
+def test_a_deleted_file_says_which_synth_dataset_and_how_to_regenerate(data_root, tmp_path):
+    import shutil
+
+    folder = tmp_path / "synth-cub"
+    shutil.copytree(data_root / "synth-cub", folder)
+    advice = (
+        f"The generated dataset synth-cub in {folder} is damaged: delete that folder and run "
+        "again to regenerate it."
+    )
+    image = sorted((folder / "CUB_200_2011" / "images").rglob("*.jpg"))[5]
+    image.unlink()
+    assert damaged_message(SYNTH_CUB_SPEC, tmp_path) == f"{advice} ({image} is missing.)"
+    labels = folder / "CUB_200_2011" / "image_class_labels.txt"
+    labels.unlink()
+    message = damaged_message(SYNTH_CUB_SPEC, tmp_path)
+    assert message.startswith(f"{advice} ({labels}: ")
+
+
+def test_a_generated_dataset_creates_a_missing_data_root(tmp_path: Path) -> None:
+    from benchmark.data.datasets.generated import ensure_generated
+
+    root = tmp_path / "new" / "deeper"
+
+    def generate(folder: Path) -> None:
+        folder.mkdir()
+        (folder / ".complete").write_text("tiny generator 1 seed 0\n")
+
+    marker = "tiny generator 1 seed 0\n"
+    assert ensure_generated(root, "tiny", Path(".complete"), marker, generate) == root / "tiny"
+    assert (root / "tiny" / ".complete").read_text() == marker
+    (tmp_path / "file").write_text("")
+    with pytest.raises(BenchError, match="data root .*file is not a directory"):
+        ensure_generated(tmp_path / "file", "tiny", Path(".complete"), marker, generate)

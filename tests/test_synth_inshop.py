@@ -185,3 +185,18 @@ def test_reads_through_the_inshop_loader(inshop_dir: Path, splits: Splits) -> No
     assert np.array_equal(direct.query.attributes, splits.query.attributes)
     assert SYNTH_INSHOP_SPEC.task == "query-gallery"
     assert SYNTH_INSHOP_SPEC.recall_at == (1, 10, 20, 30, 40, 50)
+
+
+def test_a_deleted_file_says_which_synth_dataset_and_how_to_regenerate(data_root, tmp_path):
+    import shutil
+
+    folder = tmp_path / "synth-inshop"
+    shutil.copytree(data_root / "synth-inshop", folder)
+    (folder / "Eval" / "list_eval_partition.txt").unlink()
+    with pytest.raises(BenchError) as error:
+        SYNTH_INSHOP_SPEC.load(tmp_path)
+    assert str(error.value).startswith(
+        f"The generated dataset synth-inshop in {folder} is damaged: delete that folder and "
+        "run again to regenerate it. ("
+    )
+    assert f"{folder / 'Eval' / 'list_eval_partition.txt'} does not exist" in str(error.value)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from benchmark.data.images import ImageTooLarge, open_image
 from benchmark.results import split_fingerprint
 from benchmark.specs import DatasetSpec
 
@@ -61,11 +61,13 @@ def _class_ids(labels: np.ndarray) -> np.ndarray:
 
 
 def _image_problem(path: Path) -> str | None:
+    """Decoded whole, as training decodes it: Image.verify() passes a truncated JPEG."""
     try:
-        with Image.open(path) as image:
-            image.verify()
+        open_image(path)
     except FileNotFoundError:
         return f"{path}: missing"
+    except ImageTooLarge as error:
+        return f"{path}: unreadable ({error})"
     except Exception as error:  # PIL raises many types for a damaged file
         return f"{path}: unreadable ({type(error).__name__}: {error})"
     return None

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from benchmark.data.images import open_image
 from benchmark.errors import BenchError
 from benchmark.protocol import DataSettings
 from benchmark.specs import Batch, ImageSet
@@ -80,8 +81,7 @@ class ImageDataset(torch.utils.data.Dataset):
             return self.cache[index]
         path = self.images.paths[index]
         try:
-            with Image.open(path) as file:
-                image = self.resize(file.convert("RGB"))
+            image = self.resize(open_image(path))
         except OSError as error:
             if self.skip_bad:
                 return None

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import transforms as T
 
+from benchmark.data.images import open_image
 from benchmark.data.loading import InputSpace
 from benchmark.errors import BenchError
 from benchmark.files import process_is_running, write_atomically
@@ -199,8 +199,7 @@ def _fill(array: np.ndarray, paths: tuple[Path, ...], resize: int) -> tuple[int,
 def _decode(path: Path, resize_shorter: T.Resize, size: int) -> np.ndarray | None:
     """(3, size, size) uint8 RGB (grayscale and CMYK are converted), or None if unreadable."""
     try:
-        with Image.open(path) as file:
-            image = resize_shorter(file.convert("RGB"))
+        image = resize_shorter(open_image(path))
     except OSError:
         return None
     return np.asarray(T.functional.center_crop(image, size)).transpose(2, 0, 1)

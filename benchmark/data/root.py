@@ -11,16 +11,16 @@ DEFAULT_DATA_ROOT = Path("~/.cache/dmlbench/data")
 
 
 def resolve_data_root(explicit: str | None) -> Path:
-    """An explicitly chosen root must exist; the default one is created on first use."""
+    """An explicitly chosen root may be missing (a generated dataset creates it, a real one's
+    loader says where it looked) but not a file; the default one is created on first use."""
     chosen = explicit or os.environ.get("BENCH_DATA")
     if chosen:
         root = Path(chosen).expanduser()
-        if not root.is_dir():
+        if root.exists() and not root.is_dir():
             source = "--data-root" if explicit else "$BENCH_DATA"
             raise BenchError(
-                f"Data root {root} (from {source}) does not exist or is not a "
-                f"folder: create it, or point {source} at the folder holding the "
-                f"datasets."
+                f"Data root {root} (from {source}) is not a folder: point {source} at the "
+                "folder holding the datasets."
             )
         return root.resolve()
     root = DEFAULT_DATA_ROOT.expanduser()

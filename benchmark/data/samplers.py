@@ -48,6 +48,7 @@ class PKSampler(EpochBatchSampler):
                 f"data.classes_per_batch={classes_per_batch} but the training split "
                 f"has only {len(classes)} classes; lower it with --set."
             )
+        check_batch_fits(classes_per_batch * samples_per_class, len(inverse))
         super().__init__(iterations, seed)
         self.members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
         self.p, self.k = classes_per_batch, samples_per_class
@@ -70,12 +71,7 @@ class RandomBatchSampler(EpochBatchSampler):
     """
 
     def __init__(self, size: int, batch_size: int, iterations: int, seed: int) -> None:
-        if batch_size > size:
-            raise BenchError(
-                f"A batch of {batch_size} images (data.classes_per_batch x "
-                f"data.samples_per_class) is larger than the training split ({size} images); "
-                f"lower it with --set."
-            )
+        check_batch_fits(batch_size, size)
         super().__init__(iterations, seed)
         self.size, self.batch_size = size, batch_size
 
@@ -94,6 +90,17 @@ def training_sampler(
     if np.asarray(labels).ndim == 2:
         return RandomBatchSampler(len(labels), p * k, iterations, seed)
     return PKSampler(labels, p, k, iterations, seed)
+
+
+def check_batch_fits(batch_size: int, size: int) -> None:
+    """A batch larger than the training split is a mistake (and P x K sampling with replacement
+    would allocate it): refuse it."""
+    if batch_size > size:
+        raise BenchError(
+            f"A batch of {batch_size:,} images (data.classes_per_batch x "
+            f"data.samples_per_class) is larger than the training split ({size:,} images); "
+            f"lower it with --set."
+        )
 
 
 class WrappedBatchSampler(torch.utils.data.Sampler[list[int]]):

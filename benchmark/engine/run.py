@@ -70,10 +70,27 @@ class Timer:
 
 
 def pick_device(name: str) -> torch.device:
+    """The device `--device` names: auto (CUDA when there is one, else the CPU), cpu, cuda,
+    cuda:N or mps; a BenchError for any other name or a device this machine lacks."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    numbered = kind == "cuda" and index.isascii() and index.isdigit()
+    if name not in ("cpu", "cuda", "mps") and not numbered:
+        raise BenchError(
+            f"--device {name}: not a device this benchmark runs on; use auto, cpu, cuda, cuda:N "
+            "(N counting the CUDA devices from 0) or mps."
+        )
+    if kind == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"--device {name}: no CUDA device is available; use --device cpu.")
+    count = torch.cuda.device_count() if index else 0
+    if index and int(index) >= count:
+        raise BenchError(
+            f"--device {name}: there is no CUDA device {index}; this machine has {count} "
+            f"(cuda:0 to cuda:{count - 1})."
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise BenchError("--device mps: no MPS (Apple GPU) device is available; use --device cpu.")
     return torch.device(name)
 
 

@@ -45,15 +45,18 @@ def plugin_names(name: str) -> dict[str, str]:
 
 
 def write_plugin(name: str, parent: Path) -> Path:
-    """Write plugin `name` into parent/<name>; refuse an existing folder. Returns the folder."""
+    """Write plugin `name` into parent/<name>, creating `parent` if needed; refuse an existing
+    folder. Returns the folder."""
     names = plugin_names(name)
     target = Path(parent) / name
     if target.exists():
         raise BenchError(
             f"{target} already exists: choose another name or --dir, or remove the folder."
         )
-    if not Path(parent).is_dir():
-        raise BenchError(f"--dir {parent} is not a folder: create it first.")
+    try:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, or no permission
+        raise BenchError(f"--dir {parent}: cannot create it ({error.strerror}).") from None
     # Written beside the target and renamed, so a failure leaves no half-written plugin.
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
     try:

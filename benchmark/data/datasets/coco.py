@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmark.errors import BenchError
 from benchmark.specs import DatasetSpec, ImageSet, Splits
+from benchmark.textfile import read_text
 
 COCO_URL = "https://cocodataset.org"
 COCO_COUNTS = {"query": 5000, "database": 117218, "train": 10000, "classes": 80}
@@ -51,6 +52,7 @@ LAYOUT = (
     "images in <root>/train2014/ and <root>/val2014/"
 )
 FIX = "Fix the line, or rebuild the lists with `bench data prepare coco`."
+REBUILD = "Save it as UTF-8, or rebuild the lists with `bench data prepare coco`."
 Split = dict[str, list[tuple[str, list[int]]]]
 _ANNOTATION_FILE = re.compile(r"instances_(\w+)\.json")
 _ABSOLUTE = re.compile(r"/|[A-Za-z]:[\\/]")  # POSIX or Windows
@@ -116,7 +118,7 @@ def _read_list(root: Path, path: Path, width: _Width | None) -> _ListFile:
             f"({COCO_URL}) with `bench data prepare coco`, or copy the public train/test/"
             f"database lists (DeepHash-pytorch, HashNet, CSQ) into {root}."
         )
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, REBUILD).splitlines()
     header = _parse_header(path, lines[0]) if lines else None
     if header is not None:
         width = _header_width(path, header, width)
@@ -459,9 +461,10 @@ def _parse_instances(path: Path, size: int, mtime_ns: int) -> _Instances:
             f"{path}: cannot tell the image folder from the name; expected "
             "instances_<folder>.json, e.g. instances_train2014.json for train2014/."
         )
+    text = read_text(path, "Download it again.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
         raise BenchError(f"{path}: not valid JSON ({error}). Download it again.") from error
     top = {key: _key(path, data, key, "the top level") for key in _TOP_KEYS}
     categories = {

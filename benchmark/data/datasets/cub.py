@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,7 @@ import numpy as np
 
 from benchmark.errors import BenchError
 from benchmark.specs import DatasetSpec, ImageSet, Splits
+from benchmark.textfile import read_text
 
 CUB_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
 CUB_COUNTS = (11788, 5864, 5924)
@@ -179,9 +181,9 @@ def _read_id_table(path: Path, expected: str, int_value: bool) -> dict[int, tupl
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
+    if not path.exists():
         raise BenchError(f"{path}: required CUB file is missing. Re-extract CUB_200_2011.tgz.")
-    return path.read_text(encoding="utf-8")
+    return read_text(path, FIX)
 
 
 def _is_int(field: str) -> bool:
@@ -206,7 +208,7 @@ def _class_attributes(
             f"CUB_200_2011.tgz, or use the per-image attributes."
         )
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        table = np.loadtxt(io.StringIO(_read_text(path)), dtype=np.float64, ndmin=2)
     except ValueError as error:
         raise BenchError(f"{path}: expected rows of {num_attributes} numbers: {error}") from None
     class_ids = np.unique(labels)
@@ -305,7 +307,7 @@ def _load_int_columns(path: Path, num_columns: int, expected: str) -> np.ndarray
                 ndmin=2,
                 encoding="utf-8",
             )
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad bytes (UnicodeDecodeError) or unreadable
         _raise_first_bad_line(path, num_columns, expected)
         raise BenchError(f"{path}: could not be read ({error}). {FIX}") from error
 

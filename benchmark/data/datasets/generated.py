@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmark.errors import BenchError
 from benchmark.files import process_is_running
+from benchmark.specs import Splits
 
 
 def marker_text(name: str, version: str, seed: int) -> str:
@@ -60,6 +61,28 @@ def ensure_generated(
     return target
 
 
+def read_generated(name: str, folder: Path, load: Callable[[], Splits]) -> Splits:
+    """`load()`'s splits of the generated dataset `name` in `folder`, every image checked to be
+    there; a file deleted or damaged since is reported with how to regenerate the dataset
+    (the real dataset's reader would ask to re-extract an archive)."""
+    try:
+        splits = load()
+    except BenchError as error:
+        raise _damaged(name, folder, str(error)) from None
+    for image_set in (splits.train, splits.query, splits.gallery):
+        missing = next((path for path in image_set.paths if not os.path.isfile(path)), None)
+        if missing is not None:
+            raise _damaged(name, folder, f"{missing} is missing.")
+    return splits
+
+
+def _damaged(name: str, folder: Path, detail: str) -> BenchError:
+    return BenchError(
+        f"The generated dataset {name} in {folder} is damaged: delete that folder and run again "
+        f"to regenerate it. ({detail})"
+    )
+
+
 def write_lines(path: Path, lines: Iterable[str]) -> None:
     """Write one line per string, each ending in a newline."""
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
@@ -70,8 +93,16 @@ def _is_complete(marker: Path, expected_marker: str) -> bool:
 
 
 def _check_data_root(data_root: Path, name: str) -> None:
-    if not data_root.exists():
-        raise BenchError(f"data root {data_root} does not exist: create it or pass --data-root.")
+    """The data root is created when missing (a generated dataset needs nothing else there)."""
+    try:
+        data_root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file: named below
+    except OSError as error:
+        raise BenchError(
+            f"data root {data_root} does not exist and cannot be created ({error.strerror}), so "
+            f"{name} cannot be generated there: pass another --data-root."
+        ) from None
     if not data_root.is_dir():
         raise BenchError(f"data root {data_root} is not a directory: pass another --data-root.")
     if not os.access(data_root, os.W_OK | os.X_OK):

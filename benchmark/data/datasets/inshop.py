@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmark.errors import BenchError
 from benchmark.specs import DatasetSpec, ImageSet, Splits
+from benchmark.textfile import read_text
 
 INSHOP_URL = "http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html"
 INSHOP_COUNTS = {
@@ -309,7 +310,7 @@ class _ListFile(NamedTuple):
 def _read_list(path: Path) -> _ListFile:
     if not path.is_file():
         raise BenchError(f"{path}: required In-Shop file is missing. Re-extract the download.")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, FIX).splitlines()
     if not lines or not lines[0].strip().isdigit():
         raise _bad_line(path, 1, "<number of rows>", lines[0] if lines else "")
     if len(lines) < 2 or not lines[1].strip():

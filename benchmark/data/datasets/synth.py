@@ -12,7 +12,12 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmark.data.datasets.cub import ATTRIBUTE_OPTIONS, load_cub
-from benchmark.data.datasets.generated import ensure_generated, marker_text, write_lines
+from benchmark.data.datasets.generated import (
+    ensure_generated,
+    marker_text,
+    read_generated,
+    write_lines,
+)
 from benchmark.data.datasets.scenes import (
     SceneClass,
     attribute_names,
@@ -21,7 +26,7 @@ from benchmark.data.datasets.scenes import (
     render_scene,
 )
 from benchmark.errors import BenchError
-from benchmark.specs import DatasetSpec
+from benchmark.specs import DatasetSpec, Splits
 
 GENERATOR_VERSION = "1"  # bump whenever the output of generate_synth_cub changes
 NUM_CLASSES = 100
@@ -58,6 +63,12 @@ def ensure_synth_cub(data_root: Path, seed: int = 0) -> Path:
         _marker(seed),
         lambda folder: generate_synth_cub(folder, seed),
     )
+
+
+def load_synth_cub(data_root: Path, **options) -> Splits:
+    """synth-cub's splits, read by the CUB loader (generated first if needed)."""
+    folder = ensure_synth_cub(data_root)
+    return read_generated("synth-cub", folder, lambda: load_cub(folder, **options))
 
 
 def _marker(seed: int) -> str:
@@ -136,7 +147,7 @@ SYNTH_CUB_SPEC = DatasetSpec(
         "attributes; classes 1-50 train, 51-100 test. Generated on first use."
     ),
     task="retrieval",
-    load=lambda root, **options: load_cub(ensure_synth_cub(root), **options),
+    load=load_synth_cub,
     # No class-level table is generated, so only the per-image certainty threshold applies.
     options_schema={
         **ATTRIBUTE_OPTIONS,

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmark.data.datasets.coco import draw_split, load_coco, write_coco_lists
-from benchmark.data.datasets.generated import ensure_generated, marker_text
+from benchmark.data.datasets.generated import ensure_generated, marker_text, read_generated
 
 # scenes.py's drawing parts: its canvas, clutter, outlines and fill mask.
 from benchmark.data.datasets.scenes import (
@@ -32,7 +32,7 @@ from benchmark.data.datasets.scenes import (
     regular_polygon,
 )
 from benchmark.errors import BenchError
-from benchmark.specs import DatasetSpec
+from benchmark.specs import DatasetSpec, Splits
 
 GENERATOR_VERSION = "1"  # bump whenever the output of generate_synth_coco changes
 QUERIES, DATABASE, TRAIN = 300, 2000, 1000
@@ -100,6 +100,12 @@ def ensure_synth_coco(data_root: Path, seed: int = 0) -> Path:
     )
 
 
+def load_synth_coco(data_root: Path) -> Splits:
+    """synth-coco's splits, read by the MS-COCO list loader (generated first if needed)."""
+    folder = ensure_synth_coco(data_root)
+    return read_generated("synth-coco", folder, lambda: load_coco(folder))
+
+
 def _marker(seed: int) -> str:
     return marker_text("synth-coco", GENERATOR_VERSION, seed)
 
@@ -164,7 +170,7 @@ SYNTH_COCO_SPEC = DatasetSpec(
         "them for training; mAP@250. Generated on first use."
     ),
     task="hashing",
-    load=lambda root: load_coco(ensure_synth_coco(root)),
+    load=load_synth_coco,
     recall_at=(),
     top_k=TOP_K,
     main_metric="map@k",

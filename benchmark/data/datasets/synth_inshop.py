@@ -15,11 +15,16 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmark.data.datasets.generated import ensure_generated, marker_text, write_lines
+from benchmark.data.datasets.generated import (
+    ensure_generated,
+    marker_text,
+    read_generated,
+    write_lines,
+)
 from benchmark.data.datasets.inshop import load_inshop
 from benchmark.data.datasets.scenes import COLORS, PATTERNS, SHAPES, SceneClass, render_scene
 from benchmark.errors import BenchError
-from benchmark.specs import DatasetSpec
+from benchmark.specs import DatasetSpec, Splits
 
 GENERATOR_VERSION = "1"  # bump whenever the output of generate_synth_inshop changes
 NUM_ITEMS = 400
@@ -79,6 +84,12 @@ def ensure_synth_inshop(data_root: Path, seed: int = 0) -> Path:
         _marker(seed),
         lambda folder: generate_synth_inshop(folder, seed),
     )
+
+
+def load_synth_inshop(data_root: Path) -> Splits:
+    """synth-inshop's splits, read by the In-Shop loader (generated first if needed)."""
+    folder = ensure_synth_inshop(data_root)
+    return read_generated("synth-inshop", folder, lambda: load_inshop(folder))
 
 
 def _marker(seed: int) -> str:
@@ -225,7 +236,7 @@ SYNTH_INSHOP_SPEC = DatasetSpec(
         "Generated on first use."
     ),
     task="query-gallery",
-    load=lambda root: load_inshop(ensure_synth_inshop(root)),
+    load=load_synth_inshop,
     recall_at=(1, 10, 20, 30, 40, 50),
     layout="<data_root>/synth-inshop/ in the In-Shop layout; written on first use",
 )
