@@ -141,7 +141,10 @@ class MethodSpec:
 
     `heads` are the model outputs the criterion reads (`benchmark.models.model.HEADS`):
     "embedding" always; "attributes" adds one logit per dataset attribute, and the run fails
-    early on a dataset without attributes. `eval_output` names the head retrieval uses.
+    early on a dataset without attributes; "hash" adds codes h = tanh z of `model.hash.bits`
+    bits and, as `outputs["hash_pre_tanh"]`, the last layer's output z (both float32: the tanh
+    runs outside autocast, so codes near +-1 keep their gradient). `eval_output` names the head
+    retrieval uses.
 
     The criterion is an nn.Module whose `forward(outputs, batch)` returns the loss, or
     `(loss, {name: float})` with extra scalars to log. The core calls it with autocast off and

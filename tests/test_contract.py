@@ -80,23 +80,7 @@ def test_loss_is_finite_and_gradients_flow(name):
     assert torch.isfinite(embeddings.grad).all() and embeddings.grad.abs().sum() > 0
 
 
-NOT_YET_DESCENDING = {
-    # The paper-faithful single hardest quadruplet per batch re-mines the worst case every
-    # step, so 30 steps on one random batch need not lower it (here they raise it). It does
-    # learn with a long enough budget: see plugins/pddm/README.md, "Figures".
-    "pddm": "the single hardest quadruplet is re-mined every step; it learns only slowly",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET_DESCENDING[n], strict=True))
-        if n in NOT_YET_DESCENDING
-        else n
-        for n in METHODS
-    ],
-)
+@pytest.mark.parametrize("name", METHODS)
 def test_a_few_steps_lower_the_loss(name):
     spec, criterion = criterion_for(name)
     embeddings = torch.nn.Parameter(torch.randn(16, 16, generator=torch.Generator().manual_seed(1)))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -8,7 +9,7 @@ import torchvision
 
 from benchmark.errors import BenchError
 from benchmark.models.backbones import build_convnet_small, resnet_builder
-from benchmark.models.model import build_model
+from benchmark.models.model import HashHead, build_model
 from benchmark.protocol import HashSettings, ModelSettings
 
 MODEL_CFG = ModelSettings(
@@ -101,8 +102,11 @@ def test_the_hash_head_is_csqs_official_head_or_a_single_layer():
         "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear",
     ]  # fmt: skip
     assert (layers[0].in_features, layers[0].out_features, layers[-1].out_features) == (256, 64, 12)
-    codes = model(torch.randn(3, 3, 32, 32))["hash"]
+    outputs = model(torch.randn(3, 3, 32, 32))
+    codes, pre_tanh = outputs["hash"], outputs["hash_pre_tanh"]
     assert codes.shape == (3, 12) and (codes.abs() < 1).all()
+    assert set(outputs) == {"features", "hash", "hash_pre_tanh"}
+    torch.testing.assert_close(codes, pre_tanh.tanh())
     one_layer = replace(cfg, hash=HashSettings(bits=12, hidden=0, dropout=0.5))
     single = build_model(build_convnet_small(None), ("hash",), one_layer).heads["hash"].layers
     assert [type(layer).__name__ for layer in single] == ["Linear"]
@@ -111,3 +115,17 @@ def test_the_hash_head_is_csqs_official_head_or_a_single_layer():
 def test_a_hash_head_without_the_protocols_hash_section_is_refused():
     with pytest.raises(BenchError, match="'hash' head needs the protocol's model.hash section"):
         build_model(build_convnet_small(None), ("hash",), MODEL_CFG)
+
+
+def test_under_autocast_the_hash_codes_are_float32_tanh_of_the_last_layer():
+    # bf16's tanh rounds to exactly +-1 from |z| = 3.47 on, where its gradient is 0.
+    head = HashHead(in_features=4, bits=3, hidden=0, dropout=0.0)
+    with torch.no_grad():
+        head.layers[0].weight.zero_()
+        head.layers[0].bias.copy_(torch.tensor([4.0, -6.0, 12.0]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = head(torch.randn(2, 4))
+    assert outputs["hash"].dtype == outputs["hash_pre_tanh"].dtype == torch.float32
+    assert outputs["hash"][0].tolist() == pytest.approx([math.tanh(4.0), math.tanh(-6.0), 1.0])
+    outputs["hash"][:, :2].sum().backward()
+    assert (head.layers[0].bias.grad[:2] > 0).all()  # 1 - tanh^2 z, not 0

@@ -75,7 +75,7 @@ def test_a_random_batch_larger_than_the_split_is_refused():
 def test_a_p_times_k_batch_larger_than_the_split_is_refused_before_sampling():
     from benchmark.data.samplers import training_sampler
 
-    data_cfg = {"classes_per_batch": 4, "samples_per_class": 100_000_000}
+    data_cfg = SimpleNamespace(classes_per_batch=4, samples_per_class=100_000_000)
     with pytest.raises(BenchError) as error:
         training_sampler(LABELS, data_cfg, iterations=1, seed=0)
     assert str(error.value) == (

@@ -38,11 +38,16 @@ class AttributeHead(nn.Module):
         return self.linear(features)
 
 
+# The hash head's second output: z, of which its codes are tanh.
+HASH_PRE_TANH = "hash_pre_tanh"
+
+
 class HashHead(nn.Module):
-    """Relaxed hash codes in (-1, 1)^bits: tanh of the last layer.
+    """Relaxed hash codes in (-1, 1)^bits: tanh of the last layer, whose output z is also given.
 
     hidden > 0 gives CSQ's official head, Linear(in, hidden) -> ReLU -> Dropout -> Linear(hidden,
     hidden) -> ReLU -> Linear(hidden, bits) -> tanh; hidden = 0 a single Linear(in, bits) -> tanh.
+    forward returns {"hash": tanh z, "hash_pre_tanh": z}, both float32.
     """
 
     def __init__(self, in_features: int, bits: int, hidden: int, dropout: float) -> None:
@@ -59,8 +64,13 @@ class HashHead(nn.Module):
         else:
             self.layers = nn.Sequential(nn.Linear(in_features, bits))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.layers(features))
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        pre_tanh = self.layers(features).float()
+        # Under autocast z is bf16 or fp16, whose tanh rounds to exactly +-1 from |z| = 3.47
+        # (bf16) or 4.51 (fp16) on, with zero gradient: the tanh runs in float32.
+        with torch.autocast(pre_tanh.device.type, enabled=False):
+            codes = torch.tanh(pre_tanh)
+        return {"hash": codes, HASH_PRE_TANH: pre_tanh}
 
 
 # The heads a MethodSpec may ask for, by name.
@@ -108,7 +118,11 @@ class RetrievalModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = pool(self.backbone(images), self.pooling)
-        return {"features": features, **{name: head(features) for name, head in self.heads.items()}}
+        outputs = {"features": features}
+        for name, head in self.heads.items():
+            value = head(features)  # a tensor, or named outputs (the hash head's)
+            outputs |= value if isinstance(value, dict) else {name: value}
+        return outputs
 
     def train(self, mode: bool = True) -> RetrievalModel:
         super().train(mode)

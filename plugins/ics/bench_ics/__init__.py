@@ -9,6 +9,7 @@ from bench_ics.loss import (
     CSQLoss,
     ICSLoss,
     centre_loss,
+    clamped_centre_loss,
     mean_targets,
     quantisation_loss,
     sign_of_mean_targets,
@@ -24,6 +25,7 @@ __all__ = [
     "ICSLoss",
     "bench_methods",
     "centre_loss",
+    "clamped_centre_loss",
     "generate_centres",
     "load_centres",
     "mean_targets",
@@ -36,6 +38,7 @@ __all__ = [
 # yuanli2333/Hadamard-Matrix-for-hashing @ 55cab00: lambda2 = 0.05 in every ResNet-50 command of
 # its README; squared quantisation and the sign-of-mean target as in its train.py.
 CSQ_DEFAULTS = {
+    "centre_loss": "logits",
     "lambda_q": 0.05,
     "quantisation": "squared",
     "target": "sign",
@@ -69,9 +72,10 @@ _SHARED = {
         "(paper)",
     },
     "centres": {
-        "enum": ["hadamard", "random"],
-        "description": "hadamard: Algorithm 1 (Hadamard rows, balanced random beyond 2K "
-        "classes); random: balanced random rows for every class",
+        "enum": ["hadamard", "shipped", "random"],
+        "description": "hadamard: Algorithm 1 (Hadamard rows 0.., balanced random beyond 2K "
+        "classes); shipped: the official NUS-WIDE files' convention (rows 1.., the all-ones "
+        "row skipped, balanced random from K classes on); random: balanced random rows",
     },
     "centres_file": {
         "type": "string",
@@ -86,6 +90,12 @@ _SHARED = {
 }
 _CSQ_PROPERTIES = {
     **_SHARED,
+    "centre_loss": {
+        "enum": ["logits", "official-clamped"],
+        "description": "logits: BCE from the pre-tanh value in logit space (keeps the gradient "
+        "of saturated bits); official-clamped: torch's BCELoss on (h+1)/2 as the official code "
+        "(no gradient once tanh rounds to +-1)",
+    },
     "target": {
         "enum": ["sign", "mean"],
         "description": "multi-label target: sign of the mean centre (official) or the "
@@ -132,7 +142,10 @@ def _shared_arguments(ctx: BuildContext) -> dict:
 
 
 def build_csq(ctx: BuildContext) -> CSQLoss:
-    return CSQLoss(target=ctx.hparams["target"], **_shared_arguments(ctx))
+    hparams = ctx.hparams
+    return CSQLoss(
+        target=hparams["target"], centre_form=hparams["centre_loss"], **_shared_arguments(ctx)
+    )
 
 
 def build_ics(ctx: BuildContext) -> ICSLoss:
@@ -173,6 +186,14 @@ CSQ_SPEC = MethodSpec(
         "Loss, target and centres follow the official code (train.py @ 55cab00): BCE between "
         "(h+1)/2 and (c+1)/2 averaged over bits, squared quantisation with lambda 0.05 "
         "(ResNet-50), the sign of the mean centre with ties from one fixed random vector. The "
+        "BCE is computed from the head's pre-tanh value z in logit space (q = sigmoid(2z)): "
+        "the official value wherever its codes are unsaturated (within 1e-6 in float32), and "
+        "the true gradient where the official code's is 0 (a wrong-side bit whose tanh has "
+        "rounded to +-1, |z| > 9 in float32); centre_loss=official-clamped is the official "
+        "form (torch's BCELoss on the codes). The harness's hash head takes its tanh in float32 "
+        "outside autocast, so mixed precision does not freeze bits. centres=shipped follows "
+        "the official NUS-WIDE files (Hadamard rows 1..21 at 32 and 64 bits, random at 16); "
+        "the default takes rows 0..m-1 (Algorithm 1). The "
         "paper's log-cosh quantisation is quantisation=log-cosh (averaged, not summed, so "
         "lambda keeps its scale). The official COCO centre files are balanced random, not "
         "Hadamard rows: load them with centres_file to match. The hash head is the protocol's "
@@ -209,7 +230,9 @@ ICS_SPEC = MethodSpec(
         "averaged over bits (LSCSH sums over bits and averages over the batch, so its eta is "
         "not on this scale), a correct Euclidean simplex projection over the image's labels in "
         "which zero weights can recover (LSCSH's is neither), weights indexed by image, and "
-        "CSQ's loss and lambda_q otherwise. ICS's own figures are not known, so none are listed."
+        "CSQ's loss (in logit space, from the pre-tanh value, so saturated bits keep their "
+        "gradient; there is no official clamped form to offer) and lambda_q otherwise. ICS's "
+        "own figures are not known, so none are listed."
     ),
     reported=(),
 )

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 RANDOM_ATTEMPTS = 200
+CONSTRUCTIONS = ("hadamard", "shipped", "random")
 
 
 def sylvester_hadamard(bits: int) -> Tensor:
@@ -68,17 +69,21 @@ def generate_centres(classes: int, bits: int, how: str, seed: int) -> tuple[Tens
     """(classes, bits) ±1 centres and how they were made.
 
     how="hadamard" (CSQ's Algorithm 1): the first `classes` rows of [H; -H] when bits is a power
-    of 2 and classes <= 2 bits, else balanced random rows. how="random": balanced random rows
-    for every class, as the official repository's COCO centre files are.
+    of 2 and classes <= 2 bits, else balanced random rows. how="shipped" (the convention of the
+    official repository's NUS-WIDE and COCO centre files): rows 1..classes of H, the all-ones
+    row 0 skipped, when classes < bits, else balanced random rows. how="random": balanced random
+    rows for every class, as the official repository's COCO centre files are.
     """
+    if how not in CONSTRUCTIONS:
+        raise ValueError(f"unknown centre construction '{how}'; use one of {CONSTRUCTIONS}")
     generator = torch.Generator().manual_seed(seed)
     power_of_two = bits >= 1 and not bits & (bits - 1)
     if how == "hadamard" and power_of_two and classes <= 2 * bits:
         hadamard = sylvester_hadamard(bits)
         rows = torch.cat([hadamard, -hadamard])[:classes]
         return rows, "hadamard rows" if classes <= bits else "hadamard rows and negations"
-    if how not in ("hadamard", "random"):
-        raise ValueError(f"unknown centre construction '{how}'; use hadamard or random")
+    if how == "shipped" and power_of_two and classes < bits:
+        return sylvester_hadamard(bits)[1 : classes + 1], f"hadamard rows 1..{classes}"
     return balanced_random_centres(classes, bits, generator), "balanced random"
 
 

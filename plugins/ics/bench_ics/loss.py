@@ -7,23 +7,43 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench_ics.centres import centre_summary, generate_centres, load_centres
 from bench_ics.simplex import project_to_simplex
+from benchmark.models.model import HASH_PRE_TANH
 
-LOG_EPS = 1e-7  # probabilities are clamped to [eps, 1 - eps] inside the logarithms
+CENTRE_FORMS = ("logits", "official-clamped")
 
 
-def centre_loss(codes: Tensor, targets: Tensor) -> Tensor:
-    """Per image: binary cross-entropy between (h + 1) / 2 and (c + 1) / 2, averaged over bits.
+def centre_loss(pre_tanh: Tensor, targets: Tensor) -> Tensor:
+    """Per image: binary cross-entropy between q = (tanh z + 1) / 2 and p = (c + 1) / 2, averaged
+    over bits, computed in logit space: q = sigmoid(2z), so BCE = softplus(2z) - 2z p.
 
-    codes: (B, K) in (-1, 1); targets: (B, K) in [-1, 1] (±1 centres, or a weighted mix of
-    them). Differentiable in both arguments (ICS's weight step differentiates the target).
+    The official code's value wherever its codes are not saturated, and the true gradient,
+    2 (q - p) per bit, however far a bit sits on the wrong side of its centre.
+    pre_tanh: (B, K) z; targets: (B, K) in [-1, 1] (±1 centres, or a weighted mix of them).
+    Differentiable in both (ICS's weight step differentiates the target).
     """
-    q = ((codes + 1) / 2).clamp(LOG_EPS, 1 - LOG_EPS)
-    p = (targets + 1) / 2
-    return -(p * q.log() + (1 - p) * (1 - q).log()).mean(dim=1)
+    logits = 2 * pre_tanh
+    return (F.softplus(logits) - logits * (targets + 1) / 2).mean(dim=1)
+
+
+def clamped_centre_loss(codes: Tensor, targets: Tensor) -> Tensor:
+    """Per image: the official code's form, torch's BCELoss on q = (h + 1) / 2 and p = (c + 1)
+    / 2, averaged over bits. It clamps each log at -100 and its gradient's denominator at 1e-12,
+    so a bit whose tanh has rounded to ±1 (|z| > 9 or so in float32) gets no gradient."""
+    return F.binary_cross_entropy((codes + 1) / 2, (targets + 1) / 2, reduction="none").mean(1)
+
+
+def pre_tanh_of(outputs: dict[str, Tensor], codes: Tensor) -> Tensor:
+    """The head's z, or, from a head that gives only the codes, atanh of the codes: exact while
+    |h| < 1, and as saturated as the codes where they are ±1."""
+    if HASH_PRE_TANH in outputs:
+        return outputs[HASH_PRE_TANH].to(codes.dtype)
+    limit = 1 - torch.finfo(codes.dtype).eps
+    return codes.clamp(-limit, limit).atanh()
 
 
 def quantisation_loss(codes: Tensor, form: str = "squared") -> Tensor:
@@ -102,17 +122,24 @@ class CentralSimilarity(nn.Module):
 
 class CSQLoss(CentralSimilarity):
     """L = mean BCE(h, target) + lambda_q × quantisation; target = sign of the mean centre
-    (official) or the unbinarised mean (`target="mean"`)."""
+    (official) or the unbinarised mean (`target="mean"`); the BCE from the pre-tanh value in
+    logit space (`centre_form="logits"`) or the official clamped form on the codes."""
 
-    def __init__(self, *, target: str = "sign", **kwargs: Any) -> None:
+    def __init__(self, *, target: str = "sign", centre_form: str = "logits", **kwargs: Any):
         super().__init__(**kwargs)
-        self.target = target
+        if centre_form not in CENTRE_FORMS:
+            raise ValueError(f"unknown centre loss form '{centre_form}'; use one of {CENTRE_FORMS}")
+        self.target, self.centre_form = target, centre_form
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
         labels = as_multi_hot(batch.labels, len(self.centres))
         make = sign_of_mean_targets if self.target == "sign" else mean_targets
-        centre = centre_loss(codes, make(labels, self.centres, self.tie_fill)).mean()
+        targets = make(labels, self.centres, self.tie_fill)
+        if self.centre_form == "logits":
+            centre = centre_loss(pre_tanh_of(outputs, codes), targets).mean()
+        else:
+            centre = clamped_centre_loss(codes, targets).mean()
         quantisation = self.quantise(codes)
         logs = {"centre": centre.detach(), "quantisation": quantisation.detach()}
         return centre + self.lambda_q * quantisation, logs
@@ -148,13 +175,14 @@ class ICSLoss(CentralSimilarity):
 
     def forward(self, outputs: dict[str, Tensor], batch) -> tuple[Tensor, dict[str, float]]:
         codes = self.as_codes(outputs["hash"])
+        pre_tanh = pre_tanh_of(outputs, codes)
         labels = as_multi_hot(batch.labels, len(self.centres)) > 0
         weights = self._batch_weights(batch.indices, labels)
         if self.training and self.eta > 0:
             for _ in range(self.weight_steps):
-                weights = self._weight_step(codes.detach(), weights, labels)
+                weights = self._weight_step(pre_tanh.detach(), weights, labels)
             self.weights[batch.indices] = weights
-        centre = centre_loss(codes, self.targets(weights, labels)).mean()
+        centre = centre_loss(pre_tanh, self.targets(weights, labels)).mean()
         quantisation = self.quantise(codes)
         entropy_term = negative_entropy(weights).mean()
         loss = centre + self.lambda_q * quantisation + self.lambda_r * entropy_term
@@ -185,11 +213,11 @@ class ICSLoss(CentralSimilarity):
             return torch.where(fresh[:, None], uniform, self.weights[indices])
         return self.weights[indices].clone()
 
-    def _weight_step(self, codes: Tensor, weights: Tensor, labels: Tensor) -> Tensor:
+    def _weight_step(self, pre_tanh: Tensor, weights: Tensor, labels: Tensor) -> Tensor:
         """One projected-gradient step on each image's own objective (network fixed)."""
         with torch.enable_grad():
             w = weights.detach().requires_grad_(True)
-            objective = centre_loss(codes, self.targets(w, labels)) + self.lambda_r * (
+            objective = centre_loss(pre_tanh, self.targets(w, labels)) + self.lambda_r * (
                 negative_entropy(w)
             )
             (gradient,) = torch.autograd.grad(objective.sum(), w)

@@ -39,6 +39,31 @@ def test_beyond_the_bits_the_negated_rows_follow():
         (8 * (190 - 4) + 16 * 4) / 190), "max_distance": 16.0}  # fmt: skip
 
 
+@pytest.mark.parametrize("bits", [32, 64])
+def test_the_shipped_convention_skips_the_all_ones_row(bits):
+    # The official NUS-WIDE files (21 classes) at 32 and 64 bits are rows 1..21 of H (decoded
+    # from yuanli2333/Hadamard-Matrix-for-hashing @ 55cab00); the default takes rows 0..20.
+    centres, construction = generate_centres(21, bits, "shipped", seed=0)
+    assert construction == "hadamard rows 1..21"
+    assert torch.equal(centres, sylvester_hadamard(bits)[1:22])
+    default, _ = generate_centres(21, bits, "hadamard", seed=0)
+    assert torch.equal(default, sylvester_hadamard(bits)[:21])
+    assert not (centres == 1).all(dim=1).any()  # no all-ones centre
+
+
+@pytest.mark.parametrize("classes,bits", [(21, 16), (16, 16), (80, 64)])
+def test_the_shipped_convention_is_balanced_random_from_as_many_classes_as_bits(classes, bits):
+    # The official NUS-WIDE 16-bit and COCO 64-bit files are balanced random rows.
+    centres, construction = generate_centres(classes, bits, "shipped", seed=0)
+    assert construction == "balanced random" and (centres.sum(dim=1) == 0).all()
+    assert torch.equal(centres, generate_centres(classes, bits, "random", seed=0)[0])
+
+
+def test_an_unknown_construction_is_refused():
+    with pytest.raises(ValueError, match="unknown centre construction 'sylvester'"):
+        generate_centres(4, 8, "sylvester", seed=0)
+
+
 @pytest.mark.parametrize("how,classes,bits", [("hadamard", 80, 16), ("random", 20, 32)])
 def test_random_centres_are_balanced_seeded_and_checked(how, classes, bits):
     centres, construction = generate_centres(classes, bits, how, seed=3)

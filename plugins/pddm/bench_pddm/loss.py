@@ -7,15 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench_pddm.mining import hard_quadruplets
+from bench_pddm.mining import Quadruplets, hard_quadruplets
 from bench_pddm.unit import PDDMUnit
 from benchmark.specs import Batch
 
 
 def double_header_hinge(
-    scores: Tensor,
     embeddings: Tensor,
-    quadruplets: Tensor,
+    quadruplets: Quadruplets,
     *,
     alpha: float,
     beta: float,
@@ -26,19 +25,18 @@ def double_header_hinge(
     E_m = [alpha + S_ik - S_ij]+ + [alpha + S_jl - S_ij]+   (metric loss, on PDDM scores)
     E_e = [beta + D_ij - D_ik]+ + [beta + D_ij - D_jl]+     (embedding loss)
 
-    scores: (B, B) PDDM scores; embeddings: (B, D), L2-normalised; D is the squared Euclidean
-    distance. With no quadruplet the loss is a zero attached to the graph (zero gradients).
+    embeddings: (B, D), L2-normalised; D is the squared Euclidean distance; the scores are the
+    mined ones. With no quadruplet the loss is a zero attached to the embeddings' graph.
     """
     if len(quadruplets) == 0:
-        return scores.sum() * 0 + embeddings.sum() * 0
-    i, j, k, l = quadruplets.unbind(dim=1)  # noqa: E741 - the paper's names
+        return embeddings.sum() * 0
+    i, j, k, l = quadruplets.indices.unbind(dim=1)  # noqa: E741 - the paper's names
 
     def distance(a: Tensor, b: Tensor) -> Tensor:
         return (embeddings[a] - embeddings[b]).pow(2).sum(dim=1)
 
-    metric = F.relu(alpha + scores[i, k] - scores[i, j]) + F.relu(
-        alpha + scores[j, l] - scores[i, j]
-    )
+    s_ij = quadruplets.positive_scores[:, None]
+    metric = F.relu(alpha + quadruplets.negative_scores - s_ij).sum(dim=1)
     d_ij = distance(i, j)
     embedding = F.relu(beta + d_ij - distance(i, k)) + F.relu(beta + d_ij - distance(j, l))
     return (metric + lam * embedding).mean()
@@ -56,14 +54,15 @@ class PDDMLoss(nn.Module):
         beta: float,
         lam: float,
         hidden: int = 0,
-        per_positive_pair: bool = False,
+        mode: str = "per-positive-pair",
+        neighbours: int = 0,
         rerank_top_k: int = 0,
         normalize_inputs: bool = False,
     ) -> None:
         super().__init__()
         self.unit = PDDMUnit(embedding_dim, hidden or embedding_dim, normalize_inputs)
         self.alpha, self.beta, self.lam = alpha, beta, lam
-        self.per_positive_pair = per_positive_pair
+        self.mode, self.neighbours = mode, neighbours
         # Read by the core's evaluation: > 0 also reports Recall@K after re-ranking each
         # query's first rerank_top_k items by rerank_scores.
         self.rerank_top_k = rerank_top_k
@@ -73,14 +72,22 @@ class PDDMLoss(nn.Module):
         # brittle in half precision). The unit and E_e are defined on L2-normalised f; a no-op
         # if the head normalises.
         embeddings = F.normalize(outputs["embedding"], dim=1)
-        scores = self.unit.pairwise(embeddings.to(self.unit.score.weight.dtype))
+        unit_input = embeddings.to(self.unit.score.weight.dtype)
+
+        def score(first: Tensor, second: Tensor) -> Tensor:
+            return self.unit(unit_input[first], unit_input[second])
+
         quadruplets = hard_quadruplets(
-            scores, batch.labels, per_positive_pair=self.per_positive_pair
+            score, embeddings, batch.labels, mode=self.mode, neighbours=self.neighbours
         )
         loss = double_header_hinge(
-            scores, embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
+            embeddings, quadruplets, alpha=self.alpha, beta=self.beta, lam=self.lam
         )
-        return loss, {"quadruplets": float(len(quadruplets))}
+        logs = {
+            "quadruplets": float(len(quadruplets)),
+            "scored_pairs": float(quadruplets.scored_pairs),
+        }
+        return loss, logs
 
     @torch.no_grad()
     def rerank_scores(self, query: Tensor, candidates: Tensor) -> Tensor:
@@ -92,5 +99,5 @@ class PDDMLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, beta={self.beta}, lam={self.lam}, "
-            f"per_positive_pair={self.per_positive_pair}"
+            f"mode={self.mode}, neighbours={self.neighbours}"
         )
