@@ -58,8 +58,10 @@ def make_result(registry):
         version=3,
         fingerprint="a",
         overrides=(),
+        protocol="cpu-smoke",
+        untrained=None,
     ):
-        protocol = copy.deepcopy(registry.protocols["cpu-smoke"])
+        protocol = copy.deepcopy(registry.protocols[protocol])
         protocol["version"] = version
         metrics = {"recall@1": recall, "recall@2": recall + 0.1, "recall@4": recall + 0.2,
                    "recall@8": recall + 0.3, "map@r": recall / 2}  # fmt: skip
@@ -110,6 +112,11 @@ def make_result(registry):
             },  # fmt: skip
             "created": "2026-11-22T12:00:00Z",
         }
+        if untrained is not None:  # the untrained network's test recall@1, as bench run records
+            figures = {**metrics, "recall@1": untrained, "map@r": untrained / 2}
+            result["evaluations"].insert(
+                0, {"epoch": 0, "iteration": 0, "split": "test", "metrics": figures}
+            )
         result["integrity"] = integrity(result)
         validate_result(result)
         return result

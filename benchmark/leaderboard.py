@@ -4,12 +4,16 @@ dataset, one ranked table per (protocol, version, selection rule).
 Runs with the same configuration fingerprint are replicates (seeds) and are aggregated as mean ±
 a Student-t 95% confidence interval. Tables of different protocols, protocol versions or
 selection rules are never merged; results that chose their checkpoint on the test split get
-their own, labelled table. Paper-reported figures (MethodSpec.reported) are listed apart and
-never ranked, with the difference to the reproduced mean where both exist.
+their own, labelled table, and so do results of a protocol not meant for the dataset (run with
+an explicit --protocol elsewhere). Each table has a "no training" row per backbone and size: the
+untrained network's test figures, which every result records; a row below its own is flagged.
+Paper-reported figures (MethodSpec.reported) are listed apart and never ranked, with the
+difference to the reproduced mean where both exist.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections import defaultdict
@@ -25,7 +29,7 @@ from benchmark.charts import escape
 from benchmark.errors import BenchError
 from benchmark.files import link_error, path_inside, write_atomically
 from benchmark.plugins import Registry
-from benchmark.results import check_integrity, read_result
+from benchmark.results import check_integrity, read_result, untrained_metrics
 from benchmark.stats import summarize
 
 PAGE = "index.html"  # the web page, written with --html
@@ -46,6 +50,7 @@ class Board:
     version: int
     kind: str
     selection: str
+    standard: bool = True  # the protocol is meant for the dataset (DatasetSpec/MethodSpec name it)
 
 
 def collect(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
@@ -75,12 +80,26 @@ def result_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def board_of(result: Mapping[str, Any]) -> Board:
+def board_of(result: Mapping[str, Any], registry: Registry | None = None) -> Board:
     protocol = result["config"]["protocol"]
+    standard = registry is None or meant_for(registry, result)
     return Board(
         result["dataset"]["name"], protocol["name"], protocol["version"], protocol["kind"],
-        result["final"]["selection"],
+        result["final"]["selection"], standard,
     )  # fmt: skip
+
+
+def meant_for(registry: Registry, result: Mapping[str, Any]) -> bool:
+    """Whether the result's protocol is meant for its dataset: the datasets its stored protocol
+    declares, or for files older than that field, the dataset's standard protocol or the
+    method's paper protocol for it."""
+    protocol, dataset = result["config"]["protocol"], result["dataset"]["name"]
+    if "datasets" in protocol:
+        patterns = protocol["datasets"]
+        return not patterns or any(fnmatch.fnmatchcase(dataset, p) for p in patterns)
+    method = registry.methods.get(result["method"]["name"])
+    paper = method.paper_protocols.get(dataset) if method else None
+    return protocol["name"] in (registry.datasets[dataset].protocol, paper)
 
 
 def build(
@@ -93,12 +112,13 @@ def build(
     boards: dict[Board, list[tuple[Path, dict]]] = defaultdict(list)
     for path, result in results:
         _check_ranked(registry, path, result)
-        boards[board_of(result)].append((path, result))
+        boards[board_of(result, registry)].append((path, result))
     documents: dict[str, dict[str, Any]] = {}
     for board in sorted(boards, key=_board_order):
         document = documents.setdefault(board.dataset, _empty(registry, board.dataset))
         rows = _rows(registry, boards[board], base)
-        document["tables"].append({**board.__dict__, "rows": rows})
+        untrained = untrained_rows(boards[board], document["metrics"])
+        document["tables"].append({**board.__dict__, "rows": rows, "untrained": untrained})
     for name in sorted(registry.datasets):  # datasets with papers' figures, even unreproduced
         if any(r.dataset == name for m in registry.methods.values() for r in m.reported):
             documents.setdefault(name, _empty(registry, name))
@@ -155,9 +175,9 @@ def _metric_names(spec) -> tuple[str, ...]:
 
 
 def _board_order(board: Board) -> tuple:
-    # Test-selected tables last; within a protocol the newest version first.
-    return (board.dataset, board.selection == "test", board.kind, board.protocol, -board.version,
-            board.selection)  # fmt: skip
+    # Off-protocol and test-selected tables last; within a protocol the newest version first.
+    return (board.dataset, board.selection == "test", not board.standard, board.kind,
+            board.protocol, -board.version, board.selection)  # fmt: skip
 
 
 def _rows(registry: Registry, runs: list[tuple[Path, dict]], base: Path) -> list[dict[str, Any]]:
@@ -167,14 +187,51 @@ def _rows(registry: Registry, runs: list[tuple[Path, dict]], base: Path) -> list
     spec = registry.datasets[runs[0][1]["dataset"]["name"]]
     names, main = _metric_names(spec), spec.main_metric
     rows = [_row(replicates, names, base) for replicates in by_config.values()]
+    for row in rows:
+        own = row["untrained"].get(main)
+        row["below_untrained"] = own is not None and row["metrics"][main]["mean"] < own["mean"]
     return sorted(rows, key=lambda row: (-row["metrics"][main]["mean"], row["method"]))
+
+
+def untrained_rows(runs: list[tuple[Path, dict]], names: Sequence[str]) -> list[dict]:
+    """The "no training" row of each (backbone, size) of a table: the untrained network's test
+    figures over every run of it that records them."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for _, result in runs:
+        figures = untrained_metrics(result)
+        if figures is not None:
+            groups[_backbone_and_size(result)].append(figures)
+    return [
+        {
+            "backbone": backbone,
+            "size": size,
+            "runs": len(figures),
+            "metrics": _summaries(figures, names),
+        }  # fmt: skip
+        for (backbone, size), figures in sorted(groups.items())
+    ]
+
+
+def _summaries(figures: Sequence[Mapping[str, float]], names: Sequence[str]) -> dict:
+    return {
+        name: summarize([f[name] for f in figures])
+        for name in names
+        if figures and all(name in f for f in figures)
+    }
+
+
+def _backbone_and_size(result: Mapping[str, Any]) -> tuple[str, str]:
+    model = result["config"]["protocol"]["model"]
+    hashing = result["dataset"]["task"] == "hashing"
+    size = f"{model['hash']['bits']} bits" if hashing else f"{model['embedding_dim']}-d"
+    return model["backbone"], size
 
 
 def _row(replicates: list[tuple[Path, dict]], names: Sequence[str], base: Path) -> dict:
     replicates = sorted(replicates, key=lambda item: item[1]["seed"])
     first = replicates[0][1]
-    model = first["config"]["protocol"]["model"]
-    hashing = first["dataset"]["task"] == "hashing"
+    backbone, size = _backbone_and_size(first)
+    untrained = [untrained_metrics(r) for _, r in replicates]
     seconds = sum(r["timings"]["total_seconds"] for _, r in replicates)
     device = "GPU" if first["environment"]["device"].startswith("cuda") else "CPU"
     return {
@@ -184,15 +241,13 @@ def _row(replicates: list[tuple[Path, dict]], names: Sequence[str], base: Path) 
         # What differs from the method's defaults and the protocol: preset and --set items.
         "settings": _settings(first["config"]),
         "fidelity": first["method"]["fidelity"],
-        "backbone": model["backbone"],
-        "size": f"{model['hash']['bits']} bits" if hashing else f"{model['embedding_dim']}-d",
+        "backbone": backbone,
+        "size": size,
         "fingerprint": first["fingerprint"],
         "seeds": [r["seed"] for _, r in replicates],
-        "metrics": {
-            name: summarize([r["final"]["metrics"][name] for _, r in replicates])
-            for name in names
-            if all(name in r["final"]["metrics"] for _, r in replicates)
-        },
+        "metrics": _summaries([r["final"]["metrics"] for _, r in replicates], names),
+        # The same runs' untrained networks; empty unless every replicate recorded its own.
+        "untrained": _summaries(untrained, names) if None not in untrained else {},
         "hours": {device: round(seconds / 3600, 4)},
         "results": [_link(path, base) for path, _ in replicates],
     }
@@ -212,7 +267,7 @@ def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[di
     """MethodSpec.reported figures for this dataset, with reproduced − reported where the
     method has a row (the first table it appears in: validation-selected tables come first)."""
     reproduced = {}
-    for table in tables:
+    for table in (t for t in tables if t.get("standard", True)):  # never an off-protocol run
         for row in table["rows"]:
             reproduced.setdefault(row["method"], (table, row))
     rows = []
@@ -237,10 +292,11 @@ def _paper_rows(registry: Registry, dataset: str, tables: list[dict]) -> list[di
 
 def reproduce_command(registry: Registry, method: str, dataset: str) -> str:
     """The command that fills a reproduced figure beside a paper's, under a standard protocol."""
-    task = registry.datasets[dataset].task if dataset in registry.datasets else "retrieval"
-    protocol = "std-hash" if task == "hashing" else "std-dml-512"
+    spec = registry.datasets.get(dataset)
+    if spec is None or spec.protocol is None:  # no standard protocol: the run asks for one
+        return f"bench run --plugin {method} --dataset {dataset} --protocol PROTOCOL --seeds 3"
     return (
-        f"bench run --plugin {method} --dataset {dataset} --protocol {protocol} --seeds 3 "
+        f"bench run --plugin {method} --dataset {dataset} --protocol {spec.protocol} --seeds 3 "
         f"&& bench submit results/{dataset}/{method}/*.json"
     )
 
@@ -253,13 +309,10 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     names = document["metrics"]
     lines = [f"# {cell(document['dataset'])}", "", _GENERATED, ""]
     for table in document["tables"]:
-        lines += [
-            f"## {cell(table['protocol'])} v{table['version']} ({cell(table['kind'])} protocol), "
-            f"{SELECTION_TITLES[table['selection']]}",
-            "",
-            _ranked_table(table["rows"], names),
-            "",
-        ]
+        lines += [f"## {table_title(table)}", ""]
+        if not table.get("standard", True):
+            lines += [_OFF_PROTOCOL, ""]
+        lines += [_ranked_table(table["rows"], table.get("untrained", []), names), ""]
     if not document["tables"]:
         lines += ["No reproduced result yet: the commands under the papers' figures fill it.", ""]
     if document["paper"]:
@@ -269,19 +322,33 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def table_title(table: Mapping[str, Any]) -> str:
+    """The heading of a table: protocol, version, kind, selection rule, and whether the
+    protocol is meant for the dataset (escaped: the names come from result files)."""
+    title = (f"{cell(table['protocol'])} v{table['version']} ({cell(table['kind'])} protocol), "
+             f"{SELECTION_TITLES[table['selection']]}")  # fmt: skip
+    return title if table.get("standard", True) else f"{title} — OFF-PROTOCOL for this dataset"
+
+
+_OFF_PROTOCOL = (
+    "These runs used a protocol not meant for this dataset (named with `--protocol`): "
+    "they are not comparable with its standard tables and are never ranked with them."
+)
+BELOW = " ⚠ below no training"
+
 _GENERATED = (
     "Generated by `bench leaderboard build` from the result files it links; do not edit. "
     "Figures in percent, mean ± 95% confidence interval over seeds (Student t)."
 )
 
 
-def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
+def _ranked_table(rows: list[dict], untrained: list[dict], names: Sequence[str]) -> str:
     headers = ["#", "method", "settings", "plugin", "backbone", "size", *names]
     headers += ["seeds", "hours", "results"]
     body = [
         [
             rank,
-            row["method"],
+            row["method"] + (BELOW if row.get("below_untrained") else ""),
             row["settings"],
             row["plugin"],
             row["backbone"],
@@ -293,6 +360,11 @@ def _ranked_table(rows: list[dict], names: Sequence[str]) -> str:
         ]
         for rank, row in enumerate(rows, 1)
     ]
+    body += [
+        ["-", "no training", "untrained network", "-", row["backbone"], row["size"],
+         *(format_figure(row["metrics"].get(name)) for name in names), row["runs"], "-", "-"]
+        for row in untrained
+    ]  # fmt: skip
     return _table(headers, body)
 
 

@@ -61,12 +61,52 @@ def evaluations_table(result: dict[str, Any]) -> str:
     footer = (
         f"\ntest figures: weights of epoch {final['epoch']}, "
         f"{SELECTED_BY[final['selection']]}"
+        f"{_near_ties(result)}{_against_untrained(result, keys)}"
         f"\n{result['config']['method']} on {result['dataset']['name']}: train "
         f"{timings['train_seconds']:.1f} s ({timings['train_images_per_second']:.0f} img/s), "
         f"eval {timings['eval_seconds']:.1f} s, total {timings['total_seconds']:.1f} s "
         f"on {result['environment']['device']}"
     )
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + footer
+
+
+def _against_untrained(result: dict[str, Any], keys: list[str]) -> str:
+    """The final test figures beside the untrained network's, which every method should beat."""
+    from benchmark.results import untrained_metrics  # here: results imports torch
+
+    untrained = untrained_metrics(result)
+    if untrained is None:
+        return ""
+    final = result["final"]["metrics"]
+    shown = [k for k in keys if k in untrained and k in final]
+    shown = shown[:1] + [k for k in ("map@r",) if k in shown[1:]]
+    pairs = [f"{column_name(k)} {100 * untrained[k]:.2f} -> {100 * final[k]:.2f}" for k in shown]
+    below = bool(shown) and final[shown[0]] < untrained[shown[0]]
+    warning = " (BELOW the untrained network: the method did not learn)" if below else ""
+    return f"\nno training -> trained (test): {', '.join(pairs)}{warning}"
+
+
+def _near_ties(result: dict[str, Any]) -> str:
+    ties = result["final"].get("near_ties")
+    if not ties:
+        return ""
+    epochs = ", ".join(str(epoch) for epoch in ties)
+    final = result["final"]
+    split = "test" if final["selection"] == "test" else "validation"
+    chosen = next(e for e in result["evaluations"]
+                  if e["split"] == split and e["epoch"] == final["epoch"])  # fmt: skip
+    # The first summary figure is the datasets' main metric (R@1; hashing: mAP@k).
+    metric = next((k for k in summary_keys(chosen["metrics"]) if k in chosen.get("intervals", {})),
+                  None)  # fmt: skip
+    figure = ""
+    if metric is not None:
+        value, half = 100 * chosen["metrics"][metric], 100 * chosen["intervals"][metric]
+        figure = f" ({column_name(metric)} {value:.2f} ± {half:.2f}, "
+        figure += f"{chosen['metrics'].get('queries', 0):,} queries)"
+    return (
+        f"\nnear-tie: on the {split} split, epoch{'s' if len(ties) > 1 else ''} {epochs} "
+        f"scored within noise of the chosen epoch{figure}; the choice among them is chance"
+    )
 
 
 def seeds_table(results: list[dict[str, Any]]) -> str:

@@ -183,6 +183,15 @@ def _deeper_than(document: Any, limit: int) -> bool:
     return False
 
 
+def untrained_metrics(result: Mapping[str, Any]) -> dict[str, float] | None:
+    """The test figures of the network before any training (the epoch-0 test evaluation every
+    run records; older result files have it only when they chose on the test split)."""
+    return next(
+        (e["metrics"] for e in result["evaluations"] if e["split"] == "test" and e["epoch"] == 0),
+        None,
+    )
+
+
 def split_fingerprint(splits: Splits, data_root: Path) -> str:
     """sha256 of every (split, relative path, label) line: the same files give the same print."""
     lines = []

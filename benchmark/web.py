@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmark.charts import PALETTE, Series, escape, line_chart
-from benchmark.leaderboard import SELECTION_TITLES, format_figure
+from benchmark.leaderboard import BELOW, SELECTION_TITLES, format_figure
 
 BITS = re.compile(r"(\d+)[ -]bits?\b")
 BITS_OVERRIDE = re.compile(r"^model\.hash\.bits=\d+$")
@@ -36,12 +36,14 @@ def _dataset_section(document: Mapping[str, Any]) -> str:
     for index, table in enumerate(document["tables"], 1):
         title = (f"{table['protocol']} v{table['version']} ({table['kind']} protocol), "
                  f"{SELECTION_TITLES[table['selection']]}")  # fmt: skip
+        if not table.get("standard", True):
+            title += " — OFF-PROTOCOL for this dataset, not ranked with its standard tables"
         parts.append(f"<h3>{escape(title)}</h3>")
         chart = (
             _bits_chart(table["rows"], title) if hashing else _recall_chart(table["rows"], title)
         )
         parts.append(chart)
-        parts.append(_board_table(f"{_id(name)}-{index}", table["rows"], document))
+        parts.append(_board_table(f"{_id(name)}-{index}", table, document))
     if not document["tables"]:
         parts.append("<p>No reproduced result yet: the commands below the papers' figures fill "
                      "this section.</p>")  # fmt: skip
@@ -128,13 +130,14 @@ def _paper_chart(document: Mapping[str, Any]) -> str:
 # --- tables ----------------------------------------------------------------------------------
 
 
-def _board_table(table_id: str, rows: Sequence[dict], document: Mapping[str, Any]) -> str:
-    names = document["metrics"]
+def _board_table(table_id: str, table: Mapping[str, Any], document: Mapping[str, Any]) -> str:
+    names, rows = document["metrics"], table["rows"]
     headers = ["#", "method", "settings", "plugin", "backbone", "size", *names, "seeds",
                "hours", "results"]  # fmt: skip
     body = []
     for rank, row in enumerate(rows, 1):
-        cells = [_cell(rank, rank), _cell(row["method"]), _cell(row["settings"]),
+        method = row["method"] + (BELOW if row.get("below_untrained") else "")
+        cells = [_cell(rank, rank), _cell(method), _cell(row["settings"]),
                  _cell(row["plugin"]), _cell(row["backbone"]),
                  _cell(row["size"], _size_number(row["size"]))]  # fmt: skip
         for name in names:
@@ -145,7 +148,19 @@ def _board_table(table_id: str, rows: Sequence[dict], document: Mapping[str, Any
                   _cell(", ".join(f"{h:.2f} {d}" for d, h in row["hours"].items()), hours),
                   _links(row["results"])]  # fmt: skip
         body.append(f"<tr>{''.join(cells)}</tr>")
+    body += [_untrained_row(row, names) for row in table.get("untrained", [])]
     return _table(table_id, headers, body, "board")
+
+
+def _untrained_row(row: Mapping[str, Any], names: Sequence[str]) -> str:
+    """The table's "no training" reference row of one backbone and size."""
+    cells = [_cell("-"), _cell("no training"), _cell("untrained network"), _cell("-"),
+             _cell(row["backbone"]), _cell(row["size"], _size_number(row["size"]))]  # fmt: skip
+    for name in names:
+        summary = row["metrics"].get(name)
+        cells.append(_cell(format_figure(summary), summary["mean"] if summary else None))
+    cells += [_cell(row["runs"], row["runs"]), _cell("-"), _cell("-")]
+    return f'<tr class="untrained">{"".join(cells)}</tr>'
 
 
 def _paper_section(document: Mapping[str, Any]) -> list[str]:

@@ -60,9 +60,12 @@ def test_a_short_run_writes_one_valid_result_file(short_run):
     assert result["method"]["plugin"] == "ms" and result["method"]["fidelity"] == "faithful"
 
 
-def test_the_result_holds_validation_curves_and_one_test_evaluation(short_run):
+def test_the_result_holds_the_untrained_test_figures_validation_curves_and_one_test_evaluation(
+    short_run,
+):
     _, result, _, _, _ = short_run
     assert [(e["split"], e["epoch"], e["iteration"]) for e in result["evaluations"]] == [
+        ("test", 0, 0),  # the untrained network: a baseline, it chooses nothing
         ("validation", 0, 0),
         ("validation", 1, 3),
         ("test", result["final"]["epoch"], 3 if result["final"]["epoch"] == 1 else 0),
@@ -70,11 +73,15 @@ def test_the_result_holds_validation_curves_and_one_test_evaluation(short_run):
     final = result["final"]
     assert (
         final["selection"] == "validation"
-        and final["metrics"] == result["evaluations"][2]["metrics"]
+        and final["metrics"] == result["evaluations"][3]["metrics"]
     )
     assert {"recall@1", "recall@2", "recall@4", "recall@8", "map@r"} <= set(final["metrics"])
     assert 0.0 <= final["metrics"]["recall@1"] <= final["metrics"]["recall@8"] <= 1.0
-    assert result["evaluations"][1]["train"]["loss"] > 0
+    assert result["evaluations"][2]["train"]["loss"] > 0
+    assert "train" not in result["evaluations"][0]
+    # Every evaluation has its 95% half-widths; the choice says which epochs were near-ties.
+    assert all(0 < e["intervals"]["recall@1"] < 1 for e in result["evaluations"])
+    assert set(final["near_ties"]) <= {0, 1} - {final["epoch"]}
     counts = result["dataset"]["counts"]
     assert counts["train_classes"] == 50 and counts["query"] == counts["gallery"]
     # A quarter of the 50 training classes is held out for validation (cpu-smoke).
@@ -84,9 +91,10 @@ def test_the_result_holds_validation_curves_and_one_test_evaluation(short_run):
 
 def test_lifecycle_hooks_are_called_in_order(short_run):
     config, result, _, recorder, _ = short_run
-    chosen = [c for c in recorder.calls if c[:2] == ("epoch", "test")]
+    chosen = [c for c in recorder.calls if c[:2] == ("epoch", "test")][1:]
     assert recorder.calls == [
         ("start", "ms", config.fingerprint),
+        ("epoch", "test", 0, 0, True, True),
         ("epoch", "validation", 0, 0, True, True),
         ("epoch", "validation", 1, 3, False, True),
         *chosen,
@@ -211,7 +219,8 @@ def run_with(registry, data_root, tmp_path, select_on=None):
 
 def test_the_test_split_is_evaluated_only_at_the_end_by_default(registry, data_root, tmp_path):
     result, path, evaluated = run_with(registry, data_root, tmp_path)
-    assert evaluated[:-1] == [("validation", epoch) for epoch in range(4)]
+    # Before training, the untrained network's test figures: a baseline that chooses nothing.
+    assert evaluated[:-1] == [("test", 0), *(("validation", epoch) for epoch in range(4))]
     assert evaluated[-1][0] == "test"
     # The chosen weights are those of the best validation evaluation (ties: the earliest).
     curve = [e["metrics"]["recall@1"] for e in result["evaluations"] if e["split"] == "validation"]
@@ -236,7 +245,7 @@ def test_select_on_test_evaluates_the_test_split_throughout_and_says_so(
 
 def test_select_on_last_keeps_the_last_weights(registry, data_root, tmp_path):
     result, _, evaluated = run_with(registry, data_root, tmp_path, select_on="last")
-    assert evaluated == [*(("validation", e) for e in range(4)), ("test", 3)]
+    assert evaluated == [("test", 0), *(("validation", e) for e in range(4)), ("test", 3)]
     assert result["final"]["selection"] == "last" and result["final"]["epoch"] == 3
 
 

@@ -65,7 +65,10 @@ def test_protocol_versions_and_selection_rules_never_share_a_ranking(registry, r
 
 def test_paper_figures_are_listed_apart_with_the_difference(registry, make_result, tmp_path):
     folder = tmp_path / "results"
-    write(folder, "pddm", make_result(method="pddm", recall=0.60, dataset="cub"))
+    write(folder, "pddm", make_result(method="pddm", recall=0.60, dataset="cub",
+                                      protocol="std-dml-512", version=2))  # fmt: skip
+    # The same figure off the dataset's protocol is never compared with the paper's.
+    write(folder, "smoke", make_result(method="pddm", recall=0.9, dataset="cub", fingerprint="e"))
     document = build(registry, collect([folder]), tmp_path)["cub"]
     assert {row["method"] for row in document["paper"]} == {"ms", "pddm"}  # all methods' CUB
     (paper,) = [row for row in document["paper"] if row["method"] == "pddm"]
@@ -74,7 +77,7 @@ def test_paper_figures_are_listed_apart_with_the_difference(registry, make_resul
     assert paper["difference"]["recall@1"] == pytest.approx(0.60 - 0.583)
     markdown = render_files({"cub": document})["cub.md"]
     assert "## Paper-reported figures (not reproduced here, not ranked)" in markdown
-    assert "recall@1 +1.70 (cpu-smoke v3)" in markdown
+    assert "recall@1 +1.70 (std-dml-512 v2)" in markdown
 
 
 def test_a_broken_result_file_is_named(registry, results):
@@ -319,3 +322,72 @@ def test_unreadable_json_is_named(tmp_path):
     os.mkfifo(folder / "pipe.json")  # reading it would wait for a writer for ever
     with pytest.raises(BenchError, match=f"{folder / 'pipe.json'}: not a file."):
         collect([tmp_path / "results"])
+
+
+def test_a_protocol_not_meant_for_the_dataset_gets_its_own_unranked_table(
+    registry, make_result, tmp_path
+):
+    folder = tmp_path / "results"
+    write(folder, "std", make_result(dataset="cub", protocol="std-dml-512", version=2,
+                                     recall=0.60))  # fmt: skip
+    write(folder, "smoke", make_result(dataset="cub", recall=0.95, fingerprint="b"))
+    document = build(registry, collect([folder]), tmp_path)["cub"]
+    keys = [(t["protocol"], t["standard"], [r["fingerprint"][0] for r in t["rows"]])
+            for t in document["tables"]]  # fmt: skip
+    # The higher figure of a small CNN on the wrong protocol does not outrank the standard run.
+    assert keys == [("std-dml-512", True, ["a"]), ("cpu-smoke", False, ["b"])]
+    markdown = render_files({"cub": document}, html=True)
+    assert (
+        "## cpu-smoke v3 (standard protocol), checkpoint chosen on the validation split "
+        "— OFF-PROTOCOL for this dataset" in markdown["cub.md"]
+    )
+    assert "never ranked with them" in markdown["cub.md"]
+    assert "OFF-PROTOCOL for this dataset, not ranked" in markdown["index.html"]
+
+
+def test_an_older_result_without_protocol_datasets_is_standard_on_its_datasets_protocol(
+    registry, make_result, reseal, tmp_path
+):
+    from benchmark.leaderboard import meant_for
+
+    result = make_result()
+    del result["config"]["protocol"]["datasets"]
+    assert meant_for(registry, reseal(result))  # synth-cub's standard protocol is cpu-smoke
+    result["config"]["dataset"] = result["dataset"]["name"] = "cub"
+    assert not meant_for(registry, reseal(result))  # cub's is std-dml-512
+
+
+def test_each_table_has_a_no_training_row_and_rows_below_it_are_flagged(
+    registry, make_result, tmp_path
+):
+    folder = tmp_path / "results"
+    for seed, untrained in enumerate((0.50, 0.54)):
+        write(folder, f"ms-{seed}", make_result(seed=seed, recall=0.7, untrained=untrained))
+    write(folder, "pddm", make_result(method="pddm", recall=0.4, untrained=0.52, fingerprint="b"))
+    write(folder, "old", make_result(method="sgml", recall=0.6, fingerprint="c"))  # none recorded
+    table = build(registry, collect([folder]), tmp_path)["synth-cub"]["tables"][0]
+    flags = {row["method"]: row["below_untrained"] for row in table["rows"]}
+    assert flags == {"ms": False, "sgml": False, "pddm": True}
+    (untrained,) = table["untrained"]
+    assert (untrained["backbone"], untrained["size"], untrained["runs"]) == (
+        "convnet-small",
+        "64-d",
+        3,
+    )
+    assert untrained["metrics"]["recall@1"]["mean"] == pytest.approx(0.52)
+    markdown = render_files({"synth-cub": {**build(registry, collect([folder]), tmp_path)[
+        "synth-cub"]}}, html=True)  # fmt: skip
+    lines = markdown["synth-cub.md"].splitlines()
+    assert any(line.startswith("| 3   | pddm ⚠ below no training") for line in lines)
+    (row,) = [line for line in lines if "no training " in line and "untrained network" in line]
+    assert "| convnet-small | 64-d   | 52.00 ± 4.97 |" in row
+    assert "pddm ⚠ below no training" in markdown["index.html"]
+    assert '<tr class="untrained">' in markdown["index.html"]
+
+
+def test_the_reproduce_command_names_the_datasets_own_protocol(registry):
+    from benchmark.leaderboard import reproduce_command
+
+    assert "--protocol std-hash " in reproduce_command(registry, "csq", "coco")
+    assert "--protocol std-dml-512 " in reproduce_command(registry, "ms", "inshop")
+    assert "--protocol cpu-smoke " in reproduce_command(registry, "ms", "synth-cub")

@@ -126,7 +126,7 @@ def test_a_resumed_run_ends_with_the_figures_of_an_uninterrupted_one(runs):
     (first,), (second,) = results_in(through_dir), results_in(stopped_dir)
     assert second["evaluations"] == first["evaluations"]  # losses and validation curve too
     assert [(e["epoch"], e["split"]) for e in second["evaluations"]] == [
-        (0, "validation"), (1, "validation"), (2, "validation"), (3, "validation"),
+        (0, "test"), (0, "validation"), (1, "validation"), (2, "validation"), (3, "validation"),
         (first["final"]["epoch"], "test"),
     ]  # fmt: skip
     assert second["final"] == first["final"]
@@ -148,7 +148,10 @@ def test_the_checkpoint_holds_the_run_state_and_loads_with_weights_only(runs):
     config, *_, kept = runs
     payload = load_resume_point(kept, config)
     assert (payload["epoch"], payload["iteration"], payload["seed"]) == (1, 1, 0)
-    assert [e["epoch"] for e in payload["evaluations"]] == [0, 1]
+    # The untrained test figures, then the validation curve so far.
+    assert [(e["epoch"], e["split"]) for e in payload["evaluations"]] == [
+        (0, "test"), (0, "validation"), (1, "validation"),
+    ]  # fmt: skip
     proxies = payload["criterion"]["loss.proxies"]
     assert proxies.shape == (9, 64)  # 12 classes less a quarter kept for validation
     moments = [s["exp_avg"].shape for s in payload["optimizer"]["state"].values()]

@@ -75,12 +75,14 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     criterion: nn.Module | None = None,
     world: World = World(),
+    spread: bool = False,
 ) -> dict[str, float]:
     """Metrics of `model` on query against gallery (the same object for `retrieval`).
 
     A criterion with a positive `rerank_top_k` and a `rerank_scores(query, candidates)` method
     also gets its re-ranked Recall@K (`benchmark.metrics.rerank`), as separate figures.
     Under torchrun every rank embeds a share and scores the whole; all return rank 0's figures.
+    spread: also the per-query deviations, "sd:<name>" (`benchmark.metrics.intervals`).
     """
     query_vectors, query_labels, gallery_vectors, gallery_labels = embed_both(
         model, query, gallery, method.eval_output, batch_size, device, amp, data_cfg, world=world
@@ -91,7 +93,7 @@ def evaluate(
     figures = score(
         task, query_vectors, gallery_vectors, query_labels, gallery_labels,
         recall_at=dataset.recall_at, top_k=dataset.top_k, distance=method.distance,
-        metrics=metrics, block_size=block_size,
+        metrics=metrics, block_size=block_size, spread=spread,
     )  # fmt: skip
     top_k = getattr(criterion, "rerank_top_k", 0)
     if top_k and dataset.task != "hashing" and metrics is None:

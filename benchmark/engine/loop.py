@@ -39,6 +39,7 @@ from benchmark.engine.resume import (
     save_resume_point,
 )
 from benchmark.engine.train import TrainState, train_epoch
+from benchmark.metrics.intervals import near_ties, split_intervals
 from benchmark.plugins import Registry
 from benchmark.protocol import Protocol
 from benchmark.results import result_folder
@@ -158,10 +159,13 @@ def train_and_select(
     first = 1
     if resume is not None:
         first = restore_progress(resume, progress) + 1
-    elif watched:
-        evaluations.append(measure(watched, 0, None))
-        if selection != "last":
-            best.offer(0, evaluations[-1]["metrics"], state)
+    else:
+        if not watched or watched[0] != "test":  # the test selection evaluates it anyway
+            evaluations.append(measure_untrained(measure, pipeline))
+        if watched:
+            evaluations.append(measure(watched, 0, None))
+            if selection != "last":
+                best.offer(0, evaluations[-1]["metrics"], state)
     epochs, every = protocol.train.epochs, protocol.eval.every
     for epoch in range(first, epochs + 1):
         sampler.set_epoch(epoch)
@@ -180,6 +184,14 @@ def train_and_select(
     final = _final(selection, best, epochs, evaluations, measure, pipeline, state)
     skipped = _skipped_images(counted, state.world)
     return Outcome(evaluations, final, pipeline.name, skipped, _counts(plan), progress.resumed)
+
+
+def measure_untrained(measure, pipeline: Pipeline) -> dict[str, Any]:
+    """The test split's figures before any training: the baseline every result shows beside
+    its final figures. It chooses nothing; the random states are put back afterwards, so the
+    run trains exactly as it would without it (a DataLoader draws a seed from torch's)."""
+    with torch.random.fork_rng(devices=[]):
+        return measure(("test", pipeline.query, pipeline.gallery), 0, None)
 
 
 def training_batches(config, splits, pipeline: Pipeline, plan, state: TrainState):
@@ -220,7 +232,8 @@ def _final(selection, best: BestWeights, epochs, evaluations, measure, pipeline,
     """The chosen epoch's test figures; restores the chosen weights into `state`."""
     if selection == "test":
         best.restore(state)
-        return {"epoch": best.epoch, "selection": "test", "metrics": _at(evaluations, best.epoch)}
+        chosen = _at(evaluations, best.epoch, "test")
+        return _chosen(selection, best, evaluations, chosen)
     epoch = epochs
     if selection == "validation":
         best.restore(state)
@@ -229,11 +242,23 @@ def _final(selection, best: BestWeights, epochs, evaluations, measure, pipeline,
     iteration = next((e["iteration"] for e in evaluations if e["epoch"] == epoch), None)
     test = measure(("test", pipeline.query, pipeline.gallery), epoch, None, iteration)
     evaluations.append(test)
-    return {"epoch": epoch, "selection": selection, "metrics": evaluations[-1]["metrics"]}
+    if selection == "last":
+        return {"epoch": epoch, "selection": selection, "metrics": test["metrics"],
+                "intervals": test.get("intervals", {})}  # fmt: skip
+    return _chosen(selection, best, evaluations, test)
 
 
-def _at(evaluations: list[dict[str, Any]], epoch: int) -> dict[str, float]:
-    return next(e["metrics"] for e in evaluations if e["epoch"] == epoch)
+def _chosen(selection: str, best: BestWeights, evaluations, test) -> dict[str, Any]:
+    """The final entry of a chosen checkpoint: the test figures, and the epochs whose figure
+    on the choosing split was within noise of the chosen one's (near_ties)."""
+    split = "test" if selection == "test" else "validation"
+    ties = near_ties(evaluations, best.epoch, split, best.metric)
+    return {"epoch": best.epoch, "selection": selection, "metrics": test["metrics"],
+            "intervals": test.get("intervals", {}), "near_ties": ties}  # fmt: skip
+
+
+def _at(evaluations: list[dict[str, Any]], epoch: int, split: str) -> dict[str, Any]:
+    return next(e for e in evaluations if e["epoch"] == epoch and e["split"] == split)
 
 
 def _counts(plan: ValidationPlan | None) -> dict[str, int]:
@@ -259,10 +284,12 @@ def _evaluator(registry: Registry, config: RunConfig, state: TrainState, timer):
             state.model, query, gallery, dataset=dataset, method=method,
             batch_size=eval_cfg.batch_size, block_size=eval_cfg.block_size,
             data_cfg=config.protocol.data, device=state.device, amp=state.amp,
-            criterion=state.criterion, world=state.world,
+            criterion=state.criterion, world=state.world, spread=True,
         )  # fmt: skip
+        metrics, intervals = split_intervals(metrics)
         timer.add("eval_seconds", started)
-        entry = {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics}
+        entry = {"epoch": epoch, "iteration": iteration, "split": split, "metrics": metrics,
+                 "intervals": intervals}  # fmt: skip
         if train_logs is not None:
             entry["train"] = train_logs
         if state.world.is_main:

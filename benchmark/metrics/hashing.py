@@ -18,6 +18,7 @@ from torch import Tensor
 
 from benchmark.errors import BenchError
 from benchmark.metrics import ties
+from benchmark.metrics.intervals import SPREAD_PREFIX, sample_sd
 
 _SIGNED = (torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -53,6 +54,7 @@ def hashing_metrics(
     radius: int = 2,
     precision_at: Sequence[int] = (),
     block_size: int = 256,
+    spread: bool = False,
 ) -> dict[str, float]:
     """mAP@k (tie-aware and index order), precision/recall within `radius`, precision@n.
 
@@ -64,8 +66,9 @@ def hashing_metrics(
     recall (thulab); 0 for a query that retrieves nothing or has nothing relevant.
     f"precision@{n}": expected precision of the top n, tie-aware.
     Every query counts in every mean; "queries_without_relevant" says how many have no
-    relevant item in the database (AP 0, CSQ). Runs on query_codes' device in blocks of
-    `block_size` queries: memory O(block_size x database).
+    relevant item in the database (AP 0, CSQ). spread: also "sd:map@k", the per-query sample
+    standard deviation of the reported AP, for `benchmark.metrics.intervals`. Runs on
+    query_codes' device in blocks of `block_size` queries: memory O(block_size x database).
     """
     inputs = (query_codes, database_codes, query_labels, database_labels)
     _check_inputs(inputs, block_size, "hashing_metrics")
@@ -79,6 +82,8 @@ def hashing_metrics(
     names = ["map@k", "map@k_index_order", f"precision@radius{radius}", f"recall@radius{radius}"]
     results = dict(zip(names + [f"precision@{n}" for n in precision_at], means, strict=True))
     lone = int(per_query[:, -1].sum())
+    if spread:
+        results[f"{SPREAD_PREFIX}map@k"] = sample_sd(per_query[:, 0])
     return results | {"queries": len(query_codes), "queries_without_relevant": lone}
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.errors import BenchError
+from benchmark.metrics.intervals import SPREAD_PREFIX, sample_sd
 
 Distance = Literal["cosine", "euclidean"]
 DISTANCES: tuple[str, ...] = ("cosine", "euclidean")
@@ -63,6 +64,7 @@ def retrieval_metrics(
     distance: Distance = "cosine",
     block_size: int = 256,
     metrics: Sequence[str] | None = None,
+    spread: bool = False,
 ) -> dict[str, float]:
     """The requested metrics (None: all but "map") as fractions in [0, 1], plus query counts.
 
@@ -71,6 +73,8 @@ def retrieval_metrics(
     "euclidean" by squared Euclidean distance (lower is closer).
     metrics: names from METRICS; "recall" gives one "recall@K" entry per K in `recall_at`,
     and "recall@K" (any K) that one entry.
+    spread: also "sd:<name>", the per-query sample standard deviation of each mean of
+    per-query values (r_precision, map@r, map), for `benchmark.metrics.intervals`.
     A query with no relevant gallery item (R = 0) is left out of every metric and counted in
     "queries_without_relevant"; "queries" is how many were counted (metrics are NaN if none).
     Runs on the device of `query` in blocks of `block_size` queries: memory O(block x gallery),
@@ -100,10 +104,12 @@ def retrieval_metrics(
         relevant = gallery_labels[ranked] == query_labels[rows, None]
         blocks.append(_per_query(relevant, num_relevant[rows], full))
     per_query = {name: torch.cat([block[name] for block in blocks]) for name in blocks[0]}
-    return _summary(per_query, num_relevant[order] > 0, others, ks)
+    return _summary(per_query, num_relevant[order] > 0, others, ks, spread)
 
 
-def _summary(per_query: dict[str, Tensor], counted: Tensor, others, ks) -> dict[str, float]:
+def _summary(
+    per_query: dict[str, Tensor], counted: Tensor, others, ks, spread: bool = False
+) -> dict[str, float]:
     first_hit = per_query["first_hit"][counted]
     results = {f"recall@{k}": _mean(first_hit < k) for k in ks}
     if "precision@1" in others:
@@ -111,6 +117,8 @@ def _summary(per_query: dict[str, Tensor], counted: Tensor, others, ks) -> dict[
     for name in ("r_precision", "map@r", "map"):
         if name in others:
             results[name] = _mean(per_query[name][counted])
+            if spread:
+                results[f"{SPREAD_PREFIX}{name}"] = sample_sd(per_query[name][counted])
     results["queries"] = int(counted.sum())
     results["queries_without_relevant"] = int((~counted).sum())
     return results

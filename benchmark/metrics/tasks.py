@@ -29,15 +29,19 @@ def score(
     metrics: Sequence[str] | None = None,
     block_size: int = 256,
     seed: int = 0,
+    spread: bool = False,
 ) -> dict[str, float]:
     """Metrics of query against gallery (the same tensors for `retrieval`, self excluded).
 
     retrieval / query-gallery: the retrieval metrics (default set unless `metrics` names
     others; "nmi" clusters the query embeddings). hashing: codes by sign, Hamming ranking,
     mAP@top_k (None = the whole database) and the other hashing figures.
+    spread: also the per-query deviations, "sd:<name>" (`benchmark.metrics.intervals`).
     """
     if task == "hashing":
-        return _hashing(query, gallery, query_labels, gallery_labels, top_k, metrics, block_size)
+        return _hashing(
+            query, gallery, query_labels, gallery_labels, top_k, metrics, block_size, spread
+        )
     if task not in DEFAULT_RECALL_AT:
         raise BenchError(f"Unknown task '{task}'. Available: retrieval, query-gallery, hashing.")
     from benchmark.metrics.retrieval import retrieval_metrics
@@ -46,7 +50,7 @@ def score(
     figures = retrieval_metrics(
         query, gallery, query_labels, gallery_labels,
         recall_at=recall_at or DEFAULT_RECALL_AT[task], exclude_self=task == "retrieval",
-        distance=distance, block_size=block_size, metrics=wanted or None,
+        distance=distance, block_size=block_size, metrics=wanted or None, spread=spread,
     )  # fmt: skip
     if metrics is not None and "nmi" in metrics:
         from benchmark.metrics.clustering import nmi
@@ -55,12 +59,12 @@ def score(
     return figures
 
 
-def _hashing(query, database, query_labels, database_labels, top_k, metrics, block_size):
+def _hashing(query, database, query_labels, database_labels, top_k, metrics, block_size, spread):
     from benchmark.metrics.hashing import hash_codes, hashing_metrics
 
     figures = hashing_metrics(
         hash_codes(query), hash_codes(database), query_labels, database_labels,
-        top_k=top_k, block_size=block_size,
+        top_k=top_k, block_size=block_size, spread=spread,
     )  # fmt: skip
     if metrics is None:
         return figures
