@@ -23,6 +23,7 @@ import torchvision
 from benchmark.config import canonical_json, load_schema
 from benchmark.errors import BenchError
 from benchmark.files import write_atomically
+from benchmark.provenance import cpu_model, machine
 from benchmark.specs import Splits
 
 SCHEMA_VERSION = 1
@@ -222,13 +223,16 @@ def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": dirty,
         "command": " ".join(["bench", *sys.argv[1:]]),
+        **machine(device),
     }
 
 
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}"
+    model = cpu_model() or platform.machine()
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"cpu: {model}, {capability}" if capability else f"cpu: {model}"
 
 
 def _git_state() -> tuple[str | None, bool | None]:

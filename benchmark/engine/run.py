@@ -163,8 +163,14 @@ def train_state(
     amp = train_cfg.amp
     scaler = grad_scaler(device, amp)
     return TrainState(
-        model, criterion, optimizer, scheduler, scaler, device, amp, world=world, replica=replica
-    )
+        model, criterion, optimizer, scheduler, scaler, device, amp, world=world, replica=replica,
+        owner=method_owner(registry, config.method),
+    )  # fmt: skip
+
+
+def method_owner(registry: Registry, method: str) -> str:
+    """ "method 'x' of plugin 'y'": who to name when a method's code misbehaves."""
+    return f"method '{method}' of plugin '{registry.owner('methods', method).name}'"
 
 
 def build_network(
@@ -185,7 +191,21 @@ def build_network(
     model = build_model(backbone, method.heads, model_cfg, len(splits.attribute_names))
     trained = None if plan is None else splits.train.labels[plan.train]
     context = build_context(config.hparams, model_cfg, splits, device, trained)
-    return model.to(device), method.build(context).to(device)
+    return model.to(device), build_criterion(registry, method, context).to(device)
+
+
+def build_criterion(registry: Registry, method: MethodSpec, context: BuildContext):
+    """The method's criterion; a BenchError naming method and plugin when `build` raises."""
+    try:
+        return method.build(context)
+    except BenchError:
+        raise
+    except Exception as error:  # a plugin's bug, or hyper-parameters it cannot use
+        raise BenchError(
+            f"{method_owner(registry, method.name)} failed to build its criterion: "
+            f"{type(error).__name__}: {error}. Check its hyper-parameters (bench list methods) "
+            f"or report it to the plugin's authors."
+        ) from error
 
 
 def count_classes(labels: np.ndarray) -> int:

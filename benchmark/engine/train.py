@@ -30,6 +30,8 @@ class TrainState:
     replica: nn.Module | None = None
     # Under torchrun: every rank's batches have the same size (no image can be skipped).
     even_batches: bool = False
+    # Who computes the loss, for error messages: "method 'x' of plugin 'y'".
+    owner: str = "the criterion"
 
 
 # Steps between host reads of the loss. Reading a device value waits for the device, and a
@@ -56,13 +58,13 @@ def train_epoch(state: TrainState, loader, epoch: int, progress: bool) -> dict[s
         for key, value in logs.items():
             totals[key] = totals[key] + value if key in totals else value
         if step % SYNC_EVERY == 0:
-            check_finite(unchecked)
+            check_finite(unchecked, state.owner)
             bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
-    check_finite(unchecked)
+    check_finite(unchecked, state.owner)
     return {key: float(value) / max(1, len(loader)) for key, value in totals.items()}
 
 
-def check_finite(losses: list[tuple[int, torch.Tensor]]) -> None:
+def check_finite(losses: list[tuple[int, torch.Tensor]], owner: str = "the criterion") -> None:
     """Raise at the first (iteration, loss) whose loss is not finite; empties `losses`."""
     if not losses:
         return
@@ -70,6 +72,12 @@ def check_finite(losses: list[tuple[int, torch.Tensor]]) -> None:
     bad = (~torch.isfinite(values)).nonzero()
     if len(bad):
         iteration, loss = losses[int(bad[0])]
+        if iteration == 0:  # no update yet: not the learning rate's doing
+            raise BenchError(
+                f"{owner} returned a loss of {loss.item()} at iteration 0, before any update: "
+                f"the criterion itself fails on this batch. Check the method's hyper-parameters "
+                f"or report it to the plugin's authors."
+            )
         raise BenchError(
             f"The loss became {loss.item()} at iteration {iteration}; lower "
             f"train.optimizer.lr with --set or check the method's hyper-parameters."
@@ -80,7 +88,7 @@ def check_finite(losses: list[tuple[int, torch.Tensor]]) -> None:
 def train_step(state: TrainState, batch) -> dict[str, float]:
     """One step, its loss checked and its logs read back: for callers outside an epoch."""
     logs = device_step(state, batch)
-    check_finite([(state.iteration - 1, logs["loss"])])
+    check_finite([(state.iteration - 1, logs["loss"])], state.owner)
     return {key: float(value) for key, value in logs.items()}
 
 
@@ -93,7 +101,12 @@ def device_step(state: TrainState, batch) -> dict[str, torch.Tensor]:
     # network.
     # Under torchrun the criterion sees the global batch, gathered from every rank.
     outputs, batch = gather_step(full_precision(outputs), batch, state.world, state.even_batches)
-    loss, logs = loss_and_logs(state.criterion(outputs, batch))
+    loss, logs = loss_and_logs(state.criterion(outputs, batch), state.owner)
+    if not loss.requires_grad:
+        raise BenchError(
+            f"{state.owner} returned a loss that does not depend on the model's outputs (it has "
+            f"no gradient): compute it from the outputs, without detach() or .item()."
+        )
     state.optimizer.zero_grad(set_to_none=True)
     # Every rank holds the same global loss; DDP averages the model gradients over ranks, and
     # each rank's gradient reaches its own rows only, so world size x loss gives their sum.
@@ -104,6 +117,26 @@ def device_step(state: TrainState, batch) -> dict[str, torch.Tensor]:
     state.scheduler.step()
     state.iteration += 1
     return {"loss": loss.detach(), **logs}
+
+
+CONTRACT = "a criterion returns a scalar (0-d) floating tensor, or (loss, {name: scalar})"
+
+
+def check_loss(loss, logs, owner: str) -> None:
+    """A BenchError naming `owner` unless loss is a 0-d floating tensor and logs a dict."""
+    if not isinstance(loss, torch.Tensor):
+        raise BenchError(f"{owner} returned {_kind(loss)} as its loss; {CONTRACT}.")
+    if loss.numel() != 1 or not loss.is_floating_point():
+        shape = tuple(loss.shape)
+        raise BenchError(
+            f"{owner} returned a {loss.dtype} tensor of shape {shape} as its loss; {CONTRACT}."
+        )
+    if not isinstance(logs, dict):
+        raise BenchError(f"{owner} returned {_kind(logs)} as its logs; {CONTRACT}.")
+
+
+def _kind(value) -> str:
+    return "None" if value is None else f"a {type(value).__name__} ({str(value)[:40]})"
 
 
 def full_precision(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -122,11 +155,12 @@ def split_loss(value) -> tuple[torch.Tensor, dict[str, float]]:
     return loss, {key: float(scalar) for key, scalar in logs.items()}
 
 
-def loss_and_logs(value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def loss_and_logs(
+    value, owner: str = "the criterion"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """split_loss with the logged scalars as detached float tensors, left where they are."""
-    if not isinstance(value, tuple):
-        return value.float(), {}
-    loss, logs = value
-    return loss.float(), {
+    loss, logs = value if isinstance(value, tuple) and len(value) == 2 else (value, {})
+    check_loss(loss, logs, owner)
+    return loss.reshape(()).float(), {
         key: torch.as_tensor(scalar).detach().float() for key, scalar in logs.items()
     }
