@@ -172,23 +172,25 @@ def test_run_reports_each_evaluation_and_ends_with_a_table(runner, data_root, tm
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     progress = re.findall(r"epoch +\d+ \(iteration \d+\) \w+: [^\r\n]*", result.stderr)
-    assert [line.split(":")[0] for line in progress[:2]] == [
+    assert [line.split(":")[0] for line in progress[:3]] == [
+        "epoch   0 (iteration 0) test",  # the untrained network
         "epoch   0 (iteration 0) validation",
         "epoch   1 (iteration 2) validation",
     ]
-    assert re.match(r"epoch   [01] \(iteration [02]\) test", progress[2]) and len(progress) == 3
-    assert "R@1 " in progress[0] and "loss " in progress[1] and "loss " not in progress[0]
+    assert re.match(r"epoch   [01] \(iteration [02]\) test", progress[3]) and len(progress) == 4
+    assert "R@1 " in progress[1] and "loss " in progress[2] and "loss " not in progress[1]
     table = result.stdout.splitlines()
     assert table[0].split() == [
         "split", "epoch", "iteration", "loss", "R@1", "R@2", "R@4", "R@8", "MAP@R", "R-PRECISION",
     ]  # fmt: skip
-    assert [row.split()[:3] for row in table[2:4]] == [
+    assert [row.split()[:3] for row in table[2:5]] == [
+        ["test", "0", "0"],
         ["validation", "0", "0"],
         ["validation", "1", "2"],
     ]
-    assert table[4].split()[0] == "test"
-    assert table[5].startswith("test figures: weights of epoch ")
-    assert table[5].endswith(", the best on the validation split")
+    assert table[5].split()[0] == "test"
+    assert table[6].startswith("test figures: weights of epoch ")
+    assert table[6].endswith(", the best on the validation split")
     (written,) = (tmp_path / "synth-cub" / "ms").glob("*.json")
     assert table[-1] == f"Result written to {written}"
 

@@ -176,7 +176,7 @@ def test_torchrun_runs_bench_run_on_two_processes_and_writes_one_result(data_roo
     assert sorted(p.name for p in written.parent.iterdir()) == [written.name, written.stem + ".pt"]
     result = json.loads(written.read_text())
     assert result["environment"]["world_size"] == 2
-    assert [e["split"] for e in result["evaluations"]] == ["validation"] * 2 + ["test"]
+    assert [e["split"] for e in result["evaluations"]] == ["test"] + ["validation"] * 2 + ["test"]
 
 
 def test_nproc_checks_the_batch_once_then_execs_torchrun(monkeypatch):

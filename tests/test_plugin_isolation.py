@@ -118,7 +118,7 @@ def test_a_run_goes_on_when_a_lifecycle_hook_raises_and_warns_once(tiny_run):
         "1; the run goes on (its later errors are not shown)"
     ]
     calls = sys.modules["bench_broken_epoch"].calls
-    assert [split for _, split in calls] == ["validation", "validation", "test"]
+    assert [split for _, split in calls] == ["test", "validation", "validation", "test"]
     (written,) = (results / "synth-cub" / "ms").glob("*.json")
     assert output.stdout.splitlines()[-1] == f"Result written to {written}"
 
@@ -130,11 +130,11 @@ def test_csv_log_holds_a_row_per_evaluation_of_the_result_file(tiny_run):
     with written.with_suffix(".csv").open() as handle:
         rows = list(csv.DictReader(handle))
     metrics = list(evaluations[0]["metrics"])
-    train = [f"train/{key}" for key in evaluations[1]["train"]]
+    train = [f"train/{key}" for key in evaluations[2]["train"]]
     columns = list(rows[0])
     assert columns[: 3 + len(train)] == ["split", "epoch", "iteration", *train]
     assert sorted(columns[3 + len(train) :]) == sorted(metrics)
-    assert "train/loss" in train and len(rows) == len(evaluations) == 3
+    assert "train/loss" in train and len(rows) == len(evaluations) == 4
     for row, entry in zip(rows, evaluations, strict=True):
         assert (row["split"], int(row["epoch"]), int(row["iteration"])) == (
             entry["split"],
